@@ -1,0 +1,67 @@
+// Chat messages of the wire contract (sections 3 and 4): JSON in, validated commands out; events out.
+// Rule: the seed dialects are folded into the contract's own types here, so nothing past this file sees an alias.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/ids.h"
+
+namespace roomcast::protocol {
+
+constexpr size_t kMaxChatBytes = 16384;
+constexpr size_t kMaxRefBytes = 64;
+
+enum class MsgType { Hello, Create, Join, Leave, Chat, Ping };
+
+enum class ErrorCode { BadJson, BadRequest, UnknownType, BadRoom, NotMember, TooLarge, RateLimited, Unavailable, Unauthorized };
+
+// Returns the wire name of an error code ("bad_json", ...).
+const char* error_code_name(ErrorCode code);
+
+struct ClientMessage {
+  MsgType type = MsgType::Ping;
+  std::string room_id;              // Join, Leave, Chat; empty for a chat_message without a room
+  std::string message;              // Chat: 1..16384 bytes of UTF-8
+  std::optional<User> user;         // a valid user, when the message carried one (id empty: name only)
+  std::optional<std::string> since; // Join: resume after this message id
+  std::string ref;                  // the "ref" value as JSON text, or empty
+};
+
+struct MessageError {
+  ErrorCode code = ErrorCode::BadRequest;
+  std::string message;  // human readable
+  std::string ref;      // the "ref" value as JSON text, when it could be read
+};
+
+// Parses one text frame. Returns true and fills msg, or false and fills err.
+bool parse_client_message(std::string_view text, ClientMessage* msg, MessageError* err);
+
+// Server events. `ref` is JSON text from ClientMessage::ref (omitted when empty).
+std::string encode_hello(const User& user, std::string_view ref);
+std::string encode_created(std::string_view room_id, std::string_view ref);
+// history: complete chat events (JSON texts), oldest first.
+std::string encode_joined(std::string_view room_id, const User& you, const std::vector<User>& members,
+                          const std::vector<std::string>& history, bool truncated, std::string_view ref);
+std::string encode_left(std::string_view room_id, std::string_view ref);
+std::string encode_presence(bool join, std::string_view room_id, const User& user);
+std::string encode_ack(std::string_view ref, std::string_view id);
+std::string encode_pong(std::string_view ref);
+std::string encode_error(ErrorCode code, std::string_view message, std::string_view ref);
+
+// A chat event without its id: append the id and kChatEventSuffix to complete it. The id is the last
+// field so that whoever assigns ids (the broker) needs no JSON library.
+std::string chat_event_prefix(std::string_view room_id, const User& user, std::string_view message, int64_t ts_ms);
+constexpr std::string_view kChatEventSuffix = "\"}";
+
+// Reads "id" of a chat event produced above (the text between the last "\"id\":\"" and the end).
+std::string_view chat_event_id(std::string_view event);
+
+// JSON-encodes a User ({"id":..,"name":..}).
+std::string encode_user(const User& user);
+// Parses a User object encoded by encode_user. Returns false when it is not a valid user.
+bool parse_user(std::string_view json, User* out);
+
+}  // namespace roomcast::protocol
