@@ -1,0 +1,443 @@
+// roomcast end-to-end test: two Chromium pages on two server instances (one Redis), one room, a restart.
+// Rule: it starts and stops everything it uses itself, on free loopback ports, and downloads nothing.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const HERE = __dirname;
+const STANDALONE = process.env.ROOMCAST_E2E_STANDALONE === '1';
+const HISTORY = process.env.ROOMCAST_E2E_HISTORY === '1';
+const BIN = path.resolve(process.env.ROOMCAST_BIN || path.join(HERE, '../../build/server/roomcast'));
+const STATIC = path.resolve(process.env.ROOMCAST_STATIC || path.join(HERE, '../../client-web'));
+const OUT = path.resolve(process.env.ROOMCAST_E2E_OUT || path.join(HERE, 'out'));
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const READY_MS = 30000;   // a server or Redis must be ready within this
+const WAIT_MS = 20000;    // any single wait for something on a page
+const STOP_MS = 8000;     // SIGTERM grace before SIGKILL (the contract says 5 s)
+
+// ---------- processes ----------
+
+const children = new Set(); // every live child, killed hard if the runner itself exits early
+process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch (_) { /* gone */ } } });
+
+// A child process whose output goes to a log file under OUT/logs.
+class Proc {
+  constructor(name, cmd, args) {
+    this.name = name;
+    this.cmd = cmd;
+    this.args = args;
+    this.logPath = path.join(OUT, 'logs', `${name}.log`);
+    this.child = null;
+    this.exit = null;     // {code, signal} once it exited
+    this.exited = null;   // promise of that
+  }
+
+  start() {
+    fs.mkdirSync(path.dirname(this.logPath), { recursive: true });
+    const fd = fs.openSync(this.logPath, 'a');
+    fs.writeSync(fd, `\n=== ${new Date().toISOString()} ${this.cmd} ${this.args.join(' ')}\n`);
+    this.exit = null;
+    const child = spawn(this.cmd, this.args, { stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    this.child = child;
+    children.add(child);
+    this.exited = new Promise((resolve) => {
+      child.on('error', (err) => { this.exit = { code: null, signal: null, error: err.message }; children.delete(child); resolve(this.exit); });
+      child.on('exit', (code, signal) => { this.exit = { code, signal }; children.delete(child); resolve(this.exit); });
+    });
+    return this;
+  }
+
+  // SIGTERM, then SIGKILL after STOP_MS; resolves to {code, signal, killed}.
+  async stop() {
+    if (!this.child || this.exit) return { ...this.exit, killed: false };
+    this.child.kill('SIGTERM');
+    const timer = new Promise((r) => setTimeout(r, STOP_MS, 'timeout'));
+    if ((await Promise.race([this.exited, timer])) === 'timeout') {
+      this.child.kill('SIGKILL');
+      await this.exited;
+      return { ...this.exit, killed: true };
+    }
+    return { ...this.exit, killed: false };
+  }
+
+  tail(lines = 40) {
+    try { return fs.readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n'); } catch (_) { return ''; }
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function httpGetJson(port, urlPath) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(body); } catch (_) { /* not JSON */ }
+        resolve({ status: res.statusCode, json, body });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ status: 0, json: null, body: err.message }));
+  });
+}
+
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    s.setTimeout(1000, () => { s.destroy(); resolve(false); });
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => { got += d; if (got.includes('\r\n')) { s.destroy(); resolve(got.startsWith('+PONG')); } });
+    s.on('error', () => resolve(false));
+  });
+}
+
+async function waitUntil(what, proc, probe) {
+  const deadline = Date.now() + READY_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc.exit) throw new Error(`${proc.name} exited (${JSON.stringify(proc.exit)}) while waiting for ${what}\n${proc.tail()}`);
+    const r = await probe();
+    if (r === true) return;
+    last = r || last;
+    await sleep(150);
+  }
+  throw new Error(`${proc.name}: no ${what} within ${READY_MS} ms (last: ${last})\n${proc.tail()}`);
+}
+
+function roomcast(name, port, redisUrl) {
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--static', STATIC];
+  if (redisUrl) args.push('--redis', redisUrl);
+  args.push('--log-level', 'info');
+  const proc = new Proc(name, BIN, args);
+  proc.port = port;
+  proc.base = `http://127.0.0.1:${port}`;
+  proc.ready = () => waitUntil('healthy /healthz', proc, async () => {
+    const r = await httpGetJson(port, '/healthz');
+    if (r.status === 200 && (!redisUrl || (r.json && r.json.redis === 'up'))) return true;
+    return `HTTP ${r.status} ${r.body.slice(0, 200)}`;
+  });
+  return proc;
+}
+
+// ---------- pages ----------
+
+const dialogs = [];    // every dialog any page opened (there must be none)
+const pageErrors = []; // uncaught exceptions in the pages
+
+async function openBrowser(name) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `roomcast-e2e-${name}-`));
+  const ctx = await chromium.launchPersistentContext(dataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1100, height: 720 },
+  });
+  const page = ctx.pages()[0] || await ctx.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('dialog', (d) => { dialogs.push(`${name}: ${d.type()} ${d.message()}`); d.dismiss().catch(() => {}); });
+  page.on('pageerror', (e) => { pageErrors.push(`${name}: ${e.message}`); });
+  return { name, ctx, page, dataDir };
+}
+
+const sel = {
+  conn: (state) => `[data-testid="conn-status"][data-state="${state}"]`,
+  list: (room) => `[data-testid="messages"][data-room="${room}"]`,
+  members: (room) => `[data-testid="members"][data-room="${room}"]`,
+};
+
+const waitConn = (page, state) => page.waitForSelector(sel.conn(state), { state: 'attached' });
+
+// Waits until the room's list shows a message with exactly this text; returns its element data.
+async function waitMessage(page, room, text) {
+  await page.waitForFunction(([list, t]) => Array.from(document.querySelectorAll(`${list} [data-testid="message-text"]`))
+    .some((e) => e.textContent === t), [sel.list(room), text]);
+  return page.$eval(sel.list(room), (list, t) => {
+    const m = Array.from(list.querySelectorAll('[data-testid="message"]'))
+      .find((e) => e.querySelector('[data-testid="message-text"]').textContent === t);
+    return {
+      id: m.dataset.id,
+      own: m.dataset.own,
+      sender: m.querySelector('[data-testid="message-sender"]').textContent,
+    };
+  }, text);
+}
+
+function messages(page, room) {
+  return page.$$eval(`${sel.list(room)} [data-testid="message"]`, (els) => els.map((e) => ({
+    id: e.dataset.id,
+    text: e.querySelector('[data-testid="message-text"]').textContent,
+  })));
+}
+
+async function waitMember(page, room, name) {
+  await page.waitForFunction(([list, n]) => Array.from(document.querySelectorAll(`${list} [data-testid="member"]`))
+    .some((e) => e.textContent.replace(/ \(you\)$/, '') === n), [sel.members(room), name]);
+}
+
+async function setName(page, name) {
+  await page.fill('[data-testid="name-input"]', name);
+  await page.click('[data-testid="name-save"]');
+  await waitConn(page, 'connected');
+}
+
+async function sendByEnter(page, text) {
+  await page.fill('[data-testid="composer"]', text);
+  await page.press('[data-testid="composer"]', 'Enter');
+  await page.waitForFunction(() => document.querySelector('[data-testid="composer"]').value === '');
+}
+
+function assertNoDuplicates(list, who) {
+  const ids = list.map((m) => m.id);
+  assert.equal(new Set(ids).size, ids.length, `${who} shows a chat id twice: ${JSON.stringify(list)}`);
+}
+
+// ---------- the scenario ----------
+
+const env = {
+  redis: null,     // Proc
+  redisTmp: null,  // scratch folder of Redis
+  s1: null,        // instance of page A
+  s2: null,        // instance of page B (the same as s1 in standalone mode)
+  a: null,         // {page, ctx, dataDir}
+  b: null,
+  room: null,      // the room code page A created
+};
+
+let broken = null; // first failed step: the ones after it are skipped, not failed again
+function step(name, fn) {
+  test(name, { timeout: 90000 }, async (t) => {
+    if (broken) { t.skip(`"${broken}" failed`); return; }
+    try { await fn(t); } catch (err) { broken = name; throw err; }
+  });
+}
+
+before(async () => {
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.rmSync(path.join(OUT, 'logs'), { recursive: true, force: true });
+  assert.ok(fs.existsSync(BIN), `server binary ${BIN} not found: build it or set ROOMCAST_BIN`);
+  assert.ok(fs.existsSync(path.join(STATIC, 'index.html')), `no index.html in ${STATIC} (ROOMCAST_STATIC)`);
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found (apt-get install chromium)`);
+
+  let redisUrl = null;
+  if (!STANDALONE) {
+    const port = await freePort();
+    env.redisTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'roomcast-e2e-redis-'));
+    env.redis = new Proc('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+      '--save', '', '--appendonly', 'no', '--dir', env.redisTmp]).start();
+    await waitUntil('PONG', env.redis, () => redisPing(port));
+    redisUrl = `redis://127.0.0.1:${port}`;
+  }
+  env.s1 = roomcast('roomcast-1', await freePort(), redisUrl);
+  env.s2 = STANDALONE ? env.s1 : roomcast('roomcast-2', await freePort(), redisUrl);
+  env.s1.start();
+  if (env.s2 !== env.s1) env.s2.start();
+  await Promise.all([env.s1.ready(), env.s2.ready()]);
+
+  [env.a, env.b] = await Promise.all([openBrowser('a'), openBrowser('b')]);
+});
+
+after(async () => {
+  for (const p of [env.a, env.b]) {
+    if (!p) continue;
+    await p.page.screenshot({ path: path.join(OUT, `page-${p.name}.png`), fullPage: true }).catch(() => {});
+  }
+  // Extra views for people: page A in dark mode, page B at phone width.
+  if (env.a && env.room) {
+    await env.a.page.emulateMedia({ colorScheme: 'dark' }).catch(() => {});
+    await env.a.page.screenshot({ path: path.join(OUT, 'page-a-dark.png') }).catch(() => {});
+  }
+  if (env.b && env.room) {
+    await env.b.page.setViewportSize({ width: 390, height: 800 }).catch(() => {});
+    await env.b.page.screenshot({ path: path.join(OUT, 'page-b-phone.png') }).catch(() => {});
+  }
+  for (const p of [env.a, env.b]) {
+    if (!p) continue;
+    await p.ctx.close().catch(() => {});
+    fs.rmSync(p.dataDir, { recursive: true, force: true });
+  }
+  const servers = [env.s1, env.s2 !== env.s1 ? env.s2 : null, env.redis].filter(Boolean);
+  await Promise.all(servers.map((p) => p.stop()));
+  if (broken) {
+    for (const p of servers) process.stderr.write(`\n--- last lines of ${p.logPath} ---\n${p.tail()}\n`);
+  }
+  if (env.redisTmp) fs.rmSync(env.redisTmp, { recursive: true, force: true });
+});
+
+step('page A sets a name and creates a room', async () => {
+  const { page } = env.a;
+  await page.goto(`${env.s1.base}/`);
+  await waitConn(page, 'connected');
+  await setName(page, 'Alice');
+
+  await page.click('[data-testid="create-room"]');
+  await page.waitForSelector('[data-testid="room-view"]:not([hidden])');
+  await page.waitForFunction(() => /\S/.test(document.querySelector('[data-testid="room-code"]').textContent));
+  const code = (await page.textContent('[data-testid="room-code"]')).trim();
+  assert.match(code, /^[a-z2-7]{10}$/, 'a generated room id is 10 base32 characters');
+  env.room = code;
+
+  const link = await page.inputValue('[data-testid="share-link"]');
+  assert.equal(link, `${env.s1.base}/?room=${code}`);
+  assert.equal(new URL(page.url()).searchParams.get('room'), code, 'the address bar names the room');
+  await page.waitForSelector(`[data-testid="room-tab"][data-room="${code}"][data-status="joined"]`, { state: 'attached' });
+  await waitMember(page, code, 'Alice');
+
+  // Sent before B joins: B sees it through `history`, once the server keeps history.
+  await sendByEnter(page, 'sent before Bob came');
+  const m = await waitMessage(page, code, 'sent before Bob came');
+  assert.equal(m.own, 'true');
+  assert.equal(m.sender, 'Alice');
+});
+
+step('page B opens the share link on the other instance', async () => {
+  const { page } = env.b;
+  const room = env.room;
+  await page.goto(`${env.s2.base}/`);
+  await waitConn(page, 'connected');
+  await setName(page, 'Bob');
+
+  await page.goto(`${env.s2.base}/?room=${room}`);
+  await waitConn(page, 'connected');
+  await page.waitForSelector(`[data-testid="room-view"][data-room="${room}"]:not([hidden])`);
+  assert.equal((await page.textContent('[data-testid="room-code"]')).trim(), room);
+  await page.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+
+  // Presence: both see both; A is told that Bob joined.
+  await waitMember(page, room, 'Alice');
+  await waitMember(page, room, 'Bob');
+  await waitMember(env.a.page, room, 'Bob');
+  await env.a.page.waitForFunction((list) => Array.from(document.querySelectorAll(`${list} [data-testid="notice"]`))
+    .some((e) => e.textContent.includes('Bob joined')), sel.list(room));
+
+  if (HISTORY) {
+    const m = await waitMessage(page, room, 'sent before Bob came');
+    assert.equal(m.sender, 'Alice');
+    assert.equal(m.own, 'false');
+  }
+});
+
+step('messages go both ways', async () => {
+  const room = env.room;
+  const a = env.a.page;
+  const b = env.b.page;
+
+  await sendByEnter(b, 'hello from Bob');
+  let m = await waitMessage(a, room, 'hello from Bob');
+  assert.deepEqual([m.sender, m.own], ['Bob', 'false']);
+  m = await waitMessage(b, room, 'hello from Bob');
+  assert.deepEqual([m.sender, m.own], ['Bob', 'true']);
+
+  // The Send button, and the byte counter counting UTF-8 bytes.
+  await a.fill('[data-testid="composer"]', 'hello from Alice ✓');
+  assert.equal(await a.textContent('[data-testid="byte-count"]'), '20 / 16384 bytes');
+  await a.click('[data-testid="send"]');
+  m = await waitMessage(b, room, 'hello from Alice ✓');
+  assert.deepEqual([m.sender, m.own], ['Alice', 'false']);
+  await waitMessage(a, room, 'hello from Alice ✓');
+
+  // Shift+Enter is a new line, Enter sends.
+  await b.click('[data-testid="composer"]');
+  await b.keyboard.type('line one');
+  await b.keyboard.press('Shift+Enter');
+  await b.keyboard.type('line two');
+  await b.keyboard.press('Enter');
+  await waitMessage(a, room, 'line one\nline two');
+});
+
+step('markup in a message stays text', async () => {
+  const room = env.room;
+  const evil = '<img src=x onerror=alert(1)>';
+  await sendByEnter(env.a.page, evil);
+  for (const p of [env.a.page, env.b.page]) {
+    await waitMessage(p, room, evil);
+  }
+  await sleep(500); // give a would-be onerror time to fire
+  for (const p of [env.a.page, env.b.page]) {
+    assert.equal(await p.locator('img').count(), 0, 'no <img> element was created');
+  }
+  assert.deepEqual(dialogs, [], 'no dialog was opened');
+});
+
+step('page B reconnects after its instance restarts, without gaps or duplicates', async () => {
+  const room = env.room;
+  const a = env.a.page;
+  const b = env.b.page;
+
+  // Record every state of B's indicator from now on.
+  await b.evaluate(() => {
+    const ind = document.querySelector('[data-testid="conn-status"]');
+    window.__connStates = [ind.dataset.state];
+    new MutationObserver(() => window.__connStates.push(ind.dataset.state))
+      .observe(ind, { attributes: true, attributeFilter: ['data-state'] });
+  });
+
+  const stopped = await env.s2.stop();
+  assert.deepEqual(stopped, { code: 0, signal: null, killed: false }, 'SIGTERM ends the server with exit code 0 within the grace time');
+  await waitConn(b, 'reconnecting');
+
+  if (!STANDALONE) {
+    // A's instance is still up: this one is sent while B is away.
+    await waitConn(a, 'connected');
+    await sendByEnter(a, 'sent while Bob was away');
+    await waitMessage(a, room, 'sent while Bob was away');
+  }
+
+  env.s2.start();
+  await env.s2.ready();
+  await waitConn(b, 'connected');
+  if (STANDALONE) await waitConn(a, 'connected');
+  const states = await b.evaluate(() => window.__connStates);
+  assert.ok(states.includes('reconnecting'), `states seen: ${states}`);
+  assert.equal(states[states.length - 1], 'connected', `states seen: ${states}`);
+  await b.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+  await a.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+
+  if (HISTORY && !STANDALONE) await waitMessage(b, room, 'sent while Bob was away');
+
+  await sendByEnter(a, 'sent after the restart');
+  const m = await waitMessage(b, room, 'sent after the restart');
+  assert.equal(m.sender, 'Alice');
+  await sendByEnter(b, 'Bob is back');
+  await waitMessage(a, room, 'Bob is back');
+  await waitMember(a, room, 'Bob');
+  await waitMember(b, room, 'Alice');
+
+  await sleep(500); // anything late and doubled would show up now
+  const seenB = await messages(b, room);
+  const seenA = await messages(a, room);
+  assertNoDuplicates(seenB, 'page B');
+  assertNoDuplicates(seenA, 'page A');
+  for (const text of ['hello from Bob', 'hello from Alice ✓', 'sent after the restart', 'Bob is back']) {
+    assert.equal(seenB.filter((x) => x.text === text).length, 1, `page B shows "${text}" once: ${JSON.stringify(seenB)}`);
+  }
+  if (HISTORY && !STANDALONE) {
+    assert.equal(seenB.filter((x) => x.text === 'sent while Bob was away').length, 1);
+  }
+  assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
+});
