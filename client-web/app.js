@@ -5,6 +5,7 @@ import { Connection } from './connection.js';
 const MAX_BYTES = 16384;           // protocol limit on a chat message, in UTF-8 bytes
 const ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/; // room ids and user ids (PROTOCOL.md section 2)
 const CREATE_TIMEOUT_MS = 10000;   // no `created` by then: give the button back
+const JOIN_RETRY_MS = 3000;        // a join refused for a passing reason is asked again after this
 const MAX_ITEMS = 1000;            // messages and notices kept per room in the page
 const LS_USER_ID = 'roomcast.userId';
 const LS_NAME = 'roomcast.name';
@@ -197,6 +198,12 @@ function setConn(s) {
   el.composerForm.dataset.connected = String(s === 'connected');
 }
 
+function sendLeave(roomId) {
+  const ref = nextRef('leave');
+  pending.set(ref, { kind: 'leave', roomId });
+  send({ type: 'leave', roomId, ref });
+}
+
 function sendJoin(room) {
   const msg = { type: 'join', roomId: room.id, ref: nextRef('join') };
   if (room.lastId !== null) msg.since = room.lastId;
@@ -243,7 +250,7 @@ function onJoined(msg) {
   const room = state.rooms.get(msg.roomId);
   if (!room) {
     // We left while the join was in flight: the server thinks we are in; tell it otherwise.
-    if (typeof msg.roomId === 'string') send({ type: 'leave', roomId: msg.roomId });
+    if (typeof msg.roomId === 'string') sendLeave(msg.roomId);
     return;
   }
   if (msg.user && typeof msg.user.id === 'string') {
@@ -301,22 +308,32 @@ function onError(msg, ref) {
         updateByteCount();
       }
       break;
-    case 'join':
+    case 'join': {
+      const room = state.rooms.get(p.roomId);
+      if (!room) break;
       if (msg.code === 'bad_room' || msg.code === 'unauthorized') {
         removeRoom(p.roomId);
         showJoinError(`Could not join “${p.roomId}”: ${text}`);
-      } else {
-        const room = state.rooms.get(p.roomId);
-        if (room) addNotice(room, 'error', `Could not join: ${text}`);
-        else showGlobalError(text);
+        break;
       }
+      addNotice(room, 'error', `Could not join: ${text} Trying again shortly.`);
+      // Passing trouble (broker down, rate limit): ask again on this same connection.
+      setTimeout(() => {
+        if (isOpen() && state.rooms.get(room.id) === room && !room.joined) sendJoin(room);
+      }, JOIN_RETRY_MS);
       break;
+    }
+    case 'leave':
+      break; // not_member after a restart: we are out, which is what was asked
     case 'create':
       finishCreate();
       showGlobalError(`Could not create a room: ${text}`);
       break;
     case 'hello':
+      // The server answered, so the link works; it gave this connection a guest identity instead.
       showGlobalError(`The server did not accept your name: ${text}`);
+      conn.markGood();
+      setConn('connected');
       break;
     default:
       showGlobalError(text);
@@ -720,11 +737,7 @@ el.copyBtn.addEventListener('click', copyLink);
 el.leaveBtn.addEventListener('click', () => {
   const id = state.active;
   if (!id) return;
-  if (isOpen()) {
-    const ref = nextRef('leave');
-    pending.set(ref, { kind: 'leave', roomId: id });
-    send({ type: 'leave', roomId: id, ref });
-  }
+  if (isOpen()) sendLeave(id);
   removeRoom(id);
   (state.active ? byTestId('room-select', state.rooms.get(state.active).itemEl) : el.createBtn).focus();
 });

@@ -10,7 +10,12 @@ const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (_) {
+  throw new Error('playwright-core is not installed: run `npm ci` in tests/e2e first');
+}
 
 const HERE = __dirname;
 const STANDALONE = process.env.ROOMCAST_E2E_STANDALONE === '1';
