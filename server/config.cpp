@@ -1,0 +1,193 @@
+// Every setting of the server: one table with name, environment variable, default, bounds and help.
+// Rule: a bad value is an error at start-up with the setting's name, never a silent clamp.
+#include "server/config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <functional>
+
+#include "server/log.h"
+
+#ifndef ROOMCAST_VERSION
+#define ROOMCAST_VERSION "0.0.0"
+#endif
+#ifndef ROOMCAST_DEFAULT_STATIC
+#define ROOMCAST_DEFAULT_STATIC "client-web"
+#endif
+
+namespace roomcast::server {
+
+namespace {
+
+enum class Kind { Text, Int, Size, Seconds, List, Level };
+
+struct Setting {
+  const char* flag;     // --name
+  const char* env;      // environment variable
+  Kind kind;
+  double min, max;      // bounds for numbers
+  const char* help;
+  std::function<void*(Config&)> field;
+};
+
+const std::vector<Setting>& table() {
+  static const std::vector<Setting> t = {
+      {"host", "HOST", Kind::Text, 0, 0, "address to listen on (default 0.0.0.0)", [](Config& c) -> void* { return &c.host; }},
+      {"port", "PORT", Kind::Int, 1, 65535, "TCP port; instances share it with SO_REUSEPORT (default 8080)", [](Config& c) -> void* { return &c.port; }},
+      {"redis", "REDIS_URL", Kind::Text, 0, 0, "redis://[:password@]host[:port][/db]; without it: standalone, in memory", [](Config& c) -> void* { return &c.redis_url; }},
+      {"redis-prefix", "ROOMCAST_REDIS_PREFIX", Kind::Text, 0, 0, "prefix of every Redis key and channel (default empty)", [](Config& c) -> void* { return &c.redis_prefix; }},
+      {"static", "ROOMCAST_STATIC", Kind::Text, 0, 0, "folder of the web client (default: the bundled client-web)", [](Config& c) -> void* { return &c.static_dir; }},
+      {"max-message", "ROOMCAST_MAX_MESSAGE", Kind::Size, 128, 64.0 * 1024 * 1024, "largest WebSocket message in bytes; larger: close 1009 (default 65536)", [](Config& c) -> void* { return &c.max_message; }},
+      {"max-outbound", "ROOMCAST_MAX_OUTBOUND", Kind::Size, 4096, 1024.0 * 1024 * 1024, "unsent bytes per connection before it is closed 1008 (default 1048576)", [](Config& c) -> void* { return &c.max_outbound; }},
+      {"ping-interval", "ROOMCAST_PING_INTERVAL", Kind::Seconds, 0.05, 3600, "seconds between server pings; silent for two: close 1001 (default 25)", [](Config& c) -> void* { return &c.ping_interval; }},
+      {"rate", "ROOMCAST_RATE", Kind::Seconds, 0.1, 1e6, "client messages per second per connection, burst twice that (default 50)", [](Config& c) -> void* { return &c.rate; }},
+      {"history", "ROOMCAST_HISTORY", Kind::Int, 0, 100000, "chat events kept per room (default 50)", [](Config& c) -> void* { return &c.history; }},
+      {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
+      {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
+      {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
+  };
+  return t;
+}
+
+bool set_value(const Setting& s, const char* value, Config* c) {
+  void* f = s.field(*c);
+  char* end = nullptr;
+  switch (s.kind) {
+    case Kind::Text:
+      *static_cast<std::string*>(f) = value;
+      return true;
+    case Kind::List: {
+      auto* list = static_cast<std::vector<std::string>*>(f);
+      list->clear();
+      std::string v(value);
+      size_t start = 0;
+      while (start <= v.size()) {
+        size_t comma = v.find(',', start);
+        std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!item.empty()) list->push_back(item);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      return true;
+    }
+    case Kind::Level: {
+      int level = log_level_from_name(value);
+      if (level < 0) return false;
+      *static_cast<int*>(f) = level;
+      return true;
+    }
+    case Kind::Int:
+    case Kind::Size:
+    case Kind::Seconds: {
+      double d = strtod(value, &end);
+      if (!*value || *end || d < s.min || d > s.max) return false;
+      if (s.kind == Kind::Int) {
+        if (d != static_cast<int>(d)) return false;
+        *static_cast<int*>(f) = static_cast<int>(d);
+      } else if (s.kind == Kind::Size) {
+        if (d != static_cast<double>(static_cast<size_t>(d))) return false;
+        *static_cast<size_t*>(f) = static_cast<size_t>(d);
+      } else {
+        *static_cast<double*>(f) = d;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string bounds(const Setting& s) {
+  char buf[96];
+  if (s.kind == Kind::Int || s.kind == Kind::Size || s.kind == Kind::Seconds) {
+    snprintf(buf, sizeof(buf), " (from %g to %g)", s.min, s.max);
+    return buf;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string config_help() {
+  std::string h =
+      "roomcast " ROOMCAST_VERSION " - room-based real-time chat over WebSocket\n\n"
+      "Usage: roomcast [options]\n\n"
+      "Every option can also be set by the environment variable shown; the command line wins.\n\n";
+  for (const Setting& s : table()) {
+    char line[512];
+    snprintf(line, sizeof(line), "  --%-16s %-24s %s\n", s.flag, s.env, s.help);
+    h += line;
+  }
+  h += "  --help                                    this text\n"
+       "  --version                                 print the version\n\n"
+       "Without --redis one process serves everything in memory. With it, any number of instances\n"
+       "(on one port with SO_REUSEPORT, or on many machines) share rooms through Redis Pub/Sub.\n";
+  return h;
+}
+
+int parse_config(int argc, char** argv, Config* out) {
+  Config c;
+  c.static_dir = ROOMCAST_DEFAULT_STATIC;
+  for (const Setting& s : table()) {
+    const char* v = getenv(s.env);
+    if (v && *v && !set_value(s, v, &c)) {
+      fprintf(stderr, "roomcast: bad value '%s' in %s: %s%s\n", v, s.env, s.help, bounds(s).c_str());
+      return -1;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      fputs(config_help().c_str(), stdout);
+      return 1;
+    }
+    if (arg == "--version") {
+      puts("roomcast " ROOMCAST_VERSION);
+      return 1;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      fprintf(stderr, "roomcast: unexpected argument '%s' (see --help)\n", arg.c_str());
+      return -1;
+    }
+    std::string name = arg.substr(2), value;
+    bool have_value = false;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      have_value = true;
+    }
+    const Setting* found = nullptr;
+    for (const Setting& s : table())
+      if (name == s.flag) found = &s;
+    if (!found) {
+      fprintf(stderr, "roomcast: unknown option '--%s' (see --help)\n", name.c_str());
+      return -1;
+    }
+    if (!have_value) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "roomcast: --%s needs a value\n", name.c_str());
+        return -1;
+      }
+      value = argv[++i];
+    }
+    if (!set_value(*found, value.c_str(), &c)) {
+      fprintf(stderr, "roomcast: bad value '%s' for --%s: %s%s\n", value.c_str(), name.c_str(), found->help,
+              bounds(*found).c_str());
+      return -1;
+    }
+  }
+  if (c.instance_id.empty()) {
+    char host[HOST_NAME_MAX + 1] = "localhost";
+    gethostname(host, sizeof(host));
+    host[HOST_NAME_MAX] = '\0';
+    c.instance_id = std::string(host) + ":" + std::to_string(getpid());
+  }
+  *out = std::move(c);
+  return 0;
+}
+
+}  // namespace roomcast::server

@@ -1,0 +1,34 @@
+// Every setting of the server: one table with name, environment variable, default, bounds and help.
+// Rule: settings are parsed in one place (config.cpp); the rest of the server reads Config only.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace roomcast::server {
+
+struct Config {
+  std::string host = "0.0.0.0";            // address to listen on
+  int port = 8080;                         // TCP port, shared with SO_REUSEPORT
+  std::string redis_url;                   // empty: standalone mode
+  std::string redis_prefix;                // prepended to every Redis key and channel
+  std::string static_dir;                  // folder of the web client
+  size_t max_message = 64 * 1024;          // bytes of one WebSocket message
+  size_t max_outbound = 1024 * 1024;       // unsent bytes per connection before it is closed
+  double ping_interval = 25.0;             // seconds between server pings; two silent intervals close
+  double rate = 50.0;                      // messages per second per connection (burst: 2x)
+  int history = 50;                        // chat events kept per room
+  std::vector<std::string> allow_origin;   // extra browser origins allowed
+  int log_level = 2;                       // 0 error .. 3 debug
+  std::string instance_id;                 // host:pid unless given
+  double shutdown_grace = 3.0;             // seconds to flush closes on SIGTERM
+};
+
+// Parses argv over the environment over the defaults. Returns 0, 1 when --help or --version was
+// printed (exit 0), or -1 after printing an error (exit 2).
+int parse_config(int argc, char** argv, Config* out);
+
+// The --help text.
+std::string config_help();
+
+}  // namespace roomcast::server

@@ -1,0 +1,337 @@
+// One client TCP connection: HTTP requests, the upgrade, WebSocket messages, the close handshake.
+// Rule: at most one uv_write in flight; everything queued meanwhile goes out in the next one.
+#include "server/connection.h"
+
+#include <cassert>
+#include <cstring>
+
+#include "server/hub.h"
+#include "server/http_routes.h"
+#include "server/log.h"
+#include "server/server.h"
+
+namespace roomcast::server {
+
+using protocol::HttpResult;
+using protocol::WsEvent;
+using protocol::WsEventType;
+
+struct WriteOp {
+  uv_write_t req;                // req.data == this
+  Connection* conn;              // the writer; alive until this callback (libuv cancels before close)
+  std::vector<SharedBuf*> bufs;  // references held until the write ends
+  size_t bytes = 0;              // total of bufs
+};
+
+// libuv callbacks, with access to the private parts.
+struct ConnectionIo {
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    *buf = static_cast<Connection*>(h->data)->server_->read_buffer();
+  }
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    Connection* c = static_cast<Connection*>(s->data);
+    if (nread > 0) {
+      c->server_->metrics().bytes_in += static_cast<uint64_t>(nread);
+      c->on_data(buf->base, static_cast<size_t>(nread));
+    } else if (nread < 0) {
+      if (nread != UV_EOF && nread != UV_ECONNRESET) LOG_DEBUG("conn %llu: read error %s", (unsigned long long)c->id_, uv_strerror(static_cast<int>(nread)));
+      c->close_now();
+    }
+  }
+  static void on_write(uv_write_t* req, int status) {
+    WriteOp* op = static_cast<WriteOp*>(req->data);
+    op->conn->on_write_done(op, status);
+  }
+  static bool ws_sink(void* user, const WsEvent& ev) { return static_cast<Connection*>(user)->on_ws_event(ev); }
+  static void on_close(uv_handle_t* h) {
+    Connection* c = static_cast<Connection*>(h->data);
+    c->server_->remove(c);
+    delete c;
+  }
+};
+
+Connection::Connection(Server* server, uint64_t id) : server_(server), id_(id) { membership_.owner = this; }
+
+Connection::~Connection() {
+  ws_.reset(server_->frames());
+  for (SharedBuf* b : pending_) b->unref();
+}
+
+Connection* Connection::accept(Server* server, uv_stream_t* listener) {
+  Connection* c = new Connection(server, 0);
+  uv_tcp_init(server->loop(), &c->tcp_);
+  c->tcp_.data = c;
+  int r = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp_));
+  if (r == 0) r = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
+  c->id_ = server->add(c);
+  if (r != 0) {
+    LOG_WARN("accept failed: %s", uv_strerror(r));
+    c->close_now();
+    return nullptr;
+  }
+  uv_tcp_nodelay(&c->tcp_, 1);
+  c->http_ = std::make_unique<protocol::HttpParser>();
+  c->user_ = protocol::anonymous_user();
+  c->tokens_ = server->config().rate * 2;
+  c->refill_ms_ = server->now_ms();
+  server->http_deadlines.push(&c->deadline, server->now_ms());
+  server->metrics().connections_accepted++;
+  return c;
+}
+
+void Connection::on_data(const char* data, size_t len) {
+  switch (state_) {
+    case State::Http: on_http(data, len); break;
+    case State::WebSocket:
+    case State::Closing: on_ws(data, len); break;
+    case State::Closed: break;
+  }
+}
+
+void Connection::on_http(const char* data, size_t len) {
+  while (len > 0 && state_ == State::Http && !close_after_flush_) {
+    size_t used = 0;
+    HttpResult r = http_->feed(data, len, &used);
+    data += used;
+    len -= used;
+    if (r == HttpResult::NeedMore) return;
+    if (r == HttpResult::Error) {
+      LOG_DEBUG("conn %llu: bad request: %s", (unsigned long long)id_, http_->error_reason());
+      send(make_error_response(http_->error_status(), http_->error_reason()));
+      close_after_flush_ = true;
+      return;
+    }
+    server_->metrics().http_requests++;
+    const protocol::HttpRequest& req = http_->request();
+    if (r == HttpResult::Upgrade || protocol::wants_websocket(req)) {
+      upgrade(req, data, len);
+      return;
+    }
+    bool keep = req.keep_alive;
+    send(route_http(*server_, req));
+    if (!keep) {
+      close_after_flush_ = true;
+      return;
+    }
+    http_->next();
+    server_->http_deadlines.push(&deadline, server_->now_ms());
+  }
+}
+
+void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len) {
+  std::string path_query;
+  protocol::HandshakeVerdict v = check_upgrade(*server_, req);
+  if (v.status != 101) {
+    LOG_DEBUG("conn %llu: upgrade refused %d: %s", (unsigned long long)id_, v.status, v.reason);
+    send(make_error_response(v.status, v.reason));
+    close_after_flush_ = true;
+    return;
+  }
+  send(make_upgrade_response(v.accept));
+  std::string target = req.target;
+  http_.reset();  // nothing of the HTTP state survives the upgrade but the target
+  state_ = State::WebSocket;
+  server_->active_deadlines.push(&deadline, server_->now_ms());
+  server_->hub().on_open(*this, target);
+  if (rest_len > 0 && state_ == State::WebSocket) on_ws(rest, rest_len);
+}
+
+void Connection::on_ws(const char* data, size_t len) {
+  if (decoder_dead_) return;
+  if (state_ == State::WebSocket) server_->active_deadlines.push(&deadline, server_->now_ms());
+  int code = ws_.feed(server_->frames(), server_->ws_limits(), reinterpret_cast<const uint8_t*>(data), len, ConnectionIo::ws_sink, this);
+  if (code != 0) {
+    decoder_dead_ = true;
+    const char* why = code == protocol::kCloseTooBig ? "message too big"
+                      : code == protocol::kCloseInvalidPayload ? "invalid UTF-8"
+                      : code == protocol::kCloseUnsupportedData ? "binary frames are not accepted"
+                                                                 : "protocol error";
+    LOG_DEBUG("conn %llu: closing %d: %s", (unsigned long long)id_, code, why);
+    close_ws(static_cast<uint16_t>(code), why);
+    close_after_flush_ = true;
+  }
+}
+
+bool Connection::on_ws_event(const WsEvent& ev) {
+  switch (ev.type) {
+    case WsEventType::Text:
+      if (state_ != State::WebSocket) return true;  // closing: input no longer counts
+      server_->metrics().messages_in++;
+      server_->hub().on_message(*this, ev.payload);
+      return state_ == State::WebSocket || state_ == State::Closing;
+    case WsEventType::Ping: {
+      std::string frame;
+      server_->frames().encode(protocol::kWsPong, ev.payload, &frame);
+      send(SharedBuf::make(std::move(frame)));
+      return state_ != State::Closed;
+    }
+    case WsEventType::Pong: return true;
+    case WsEventType::Close:
+      close_received_ = true;
+      decoder_dead_ = true;
+      if (state_ == State::WebSocket) {
+        uint16_t code = ev.close_code == protocol::kCloseNoStatus ? static_cast<uint16_t>(protocol::kCloseNormal) : ev.close_code;
+        close_ws(code, "");
+      }
+      close_after_flush_ = true;
+      if (!inflight_ && pending_.empty()) close_now();
+      return false;
+  }
+  return true;
+}
+
+void Connection::send(SharedBuf* buf) {
+  if (state_ == State::Closed) {
+    buf->unref();
+    return;
+  }
+  if (overflowed_) {
+    buf->unref();
+    return;
+  }
+  if (state_ == State::WebSocket && out_bytes_ + buf->size() > server_->config().max_outbound) {
+    // A slow reader: drop what it has not taken and close it at the next flush, not here, since
+    // send() runs inside fan-out loops that must not see members vanish.
+    buf->unref();
+    overflowed_ = true;
+    for (SharedBuf* b : pending_) {
+      out_bytes_ -= b->size();
+      b->unref();
+    }
+    pending_.clear();
+    server_->mark_dirty(this);
+    return;
+  }
+  pending_.push_back(buf);
+  out_bytes_ += buf->size();
+  server_->mark_dirty(this);
+}
+
+void Connection::send_text(std::string_view json) {
+  std::string frame;
+  server_->frames().encode(protocol::kWsText, json, &frame);
+  server_->metrics().messages_out++;
+  send(SharedBuf::make(std::move(frame)));
+}
+
+void Connection::close_ws(uint16_t code, std::string_view reason) {
+  if (state_ == State::Http) {
+    close_now();
+    return;
+  }
+  if (state_ != State::WebSocket) return;
+  std::string payload;
+  payload.push_back(static_cast<char>(code >> 8));
+  payload.push_back(static_cast<char>(code & 0xff));
+  payload.append(reason.substr(0, 123));
+  std::string frame;
+  server_->frames().encode(protocol::kWsClose, payload, &frame);
+  enter_closing();
+  // The close frame is not counted against --max-outbound: it must be able to go out.
+  pending_.push_back(SharedBuf::make(std::move(frame)));
+  out_bytes_ += pending_.back()->size();
+  server_->mark_dirty(this);
+  if (close_received_) close_after_flush_ = true;
+}
+
+void Connection::enter_closing() {
+  state_ = State::Closing;
+  server_->closing_deadlines.push(&deadline, server_->now_ms());
+  server_->hub().on_close(*this);
+}
+
+void Connection::close_now() {
+  if (state_ == State::Closed) return;
+  if (state_ == State::WebSocket) server_->hub().on_close(*this);
+  state_ = State::Closed;
+  DeadlineList::remove(&deadline);
+  for (SharedBuf* b : pending_) {
+    out_bytes_ -= b->size();
+    b->unref();
+  }
+  pending_.clear();
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), ConnectionIo::on_close);
+}
+
+void Connection::flush() {
+  if (overflowed_ && state_ == State::WebSocket) {
+    server_->metrics().slow_consumer_drops++;
+    LOG_INFO("conn %llu: slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, server_->config().max_outbound);
+    close_ws(protocol::kClosePolicy, "slow consumer");
+  }
+  if (inflight_ || pending_.empty() || state_ == State::Closed) return;
+  WriteOp* op = new WriteOp();
+  op->req.data = op;
+  op->conn = this;
+  op->bufs.swap(pending_);
+  uv_buf_t small[16];
+  std::vector<uv_buf_t> large;
+  uv_buf_t* bufs = small;
+  if (op->bufs.size() > 16) {
+    large.resize(op->bufs.size());
+    bufs = large.data();
+  }
+  for (size_t i = 0; i < op->bufs.size(); i++) {
+    bufs[i] = uv_buf_init(const_cast<char*>(op->bufs[i]->data()), static_cast<unsigned>(op->bufs[i]->size()));
+    op->bytes += op->bufs[i]->size();
+  }
+  inflight_ = op;
+  int r = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(op->bufs.size()), ConnectionIo::on_write);
+  if (r != 0) {
+    inflight_ = nullptr;
+    for (SharedBuf* b : op->bufs) b->unref();
+    out_bytes_ -= op->bytes;
+    delete op;
+    close_now();
+  }
+}
+
+void Connection::on_write_done(WriteOp* op, int status) {
+  for (SharedBuf* b : op->bufs) b->unref();
+  out_bytes_ -= op->bytes;
+  if (status == 0) server_->metrics().bytes_out += op->bytes;
+  inflight_ = nullptr;
+  delete op;
+  if (state_ == State::Closed) return;
+  if (status != 0) {
+    close_now();
+    return;
+  }
+  if (!pending_.empty()) flush();
+  else if (close_after_flush_) close_now();
+}
+
+void Connection::on_deadline(DeadlineList* list, uint64_t now_ms) {
+  if (state_ == State::WebSocket && list == &server_->active_deadlines) {
+    std::string frame;
+    server_->frames().encode(protocol::kWsPing, "", &frame);
+    send(SharedBuf::make(std::move(frame)));
+    if (state_ == State::WebSocket) server_->pinged_deadlines.push(&deadline, now_ms);
+  } else if (state_ == State::WebSocket && list == &server_->pinged_deadlines) {
+    LOG_DEBUG("conn %llu: idle for two ping intervals: closing 1001", (unsigned long long)id_);
+    close_ws(protocol::kCloseGoingAway, "idle");
+  } else {
+    close_now();  // head timeout, or the closing handshake ran out of time
+  }
+}
+
+bool Connection::take_token(uint64_t now_ms, bool* flooding) {
+  const double rate = server_->config().rate, burst = rate * 2;
+  tokens_ += static_cast<double>(now_ms - refill_ms_) * rate / 1000.0;
+  if (tokens_ > burst) tokens_ = burst;
+  refill_ms_ = now_ms;
+  *flooding = false;
+  if (tokens_ >= 1.0) {
+    tokens_ -= 1.0;
+    return true;
+  }
+  if (now_ms - refused_since_ms_ > 10000) {
+    refused_since_ms_ = now_ms;
+    refused_ = 0;
+  }
+  *flooding = ++refused_ > 1000;
+  return false;
+}
+
+}  // namespace roomcast::server

@@ -1,0 +1,99 @@
+// One client TCP connection: HTTP requests, the upgrade, WebSocket messages, the close handshake.
+// Rule: the object is freed only in its uv_close callback; everything else marks and returns.
+//
+//   accept ──> Http ──(101)──> WebSocket ──(close sent or received)──> Closing ──> [uv_close] ──> freed
+//               │  ▲ keep-alive     │ ping every interval; no traffic     │ peer's close, EOF,
+//               │  └───────┘        │ for two intervals: close 1001       │ flush after a violation,
+//               └──(error, EOF, Connection: close, head timeout)──────────┴─ or the closing deadline
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "protocol/http_parser.h"
+#include "protocol/ids.h"
+#include "protocol/ws_codec.h"
+#include "server/deadlines.h"
+#include "server/rooms.h"
+#include "server/shared_buf.h"
+
+namespace roomcast::server {
+
+class Server;
+
+class Connection {
+ public:
+  enum class State : uint8_t { Http, WebSocket, Closing, Closed };
+
+  // Accepts one pending connection from listener. Returns nullptr (and logs) on failure.
+  static Connection* accept(Server* server, uv_stream_t* listener);
+
+  uint64_t id() const { return id_; }
+  State state() const { return state_; }
+  bool is_websocket() const { return state_ == State::WebSocket; }
+
+  // Queues a complete frame (or HTTP response) shared with other recipients; takes its own reference.
+  // Over --max-outbound the connection is closed 1008 instead.
+  void send(SharedBuf* buf);
+  // Frames one text message for this connection only.
+  void send_text(std::string_view json);
+  // Starts the closing handshake with code (WebSocket), or closes at once (HTTP).
+  void close_ws(uint16_t code, std::string_view reason);
+  // Closes the socket now; the object is freed in the close callback.
+  void close_now();
+  // Hands queued bytes to uv_write (called once per loop turn for dirty connections).
+  void flush();
+  // The deadline of list (the list it was popped from) passed.
+  void on_deadline(DeadlineList* list, uint64_t now_ms);
+  // Takes one token of the rate limit. Returns false when none is left.
+  bool take_token(uint64_t now_ms, bool* flooding);
+
+  protocol::User& user() { return user_; }
+  bool identified() const { return identified_; }
+  void set_identified() { identified_ = true; }
+  Membership& membership() { return membership_; }
+  size_t outbound_bytes() const { return out_bytes_; }
+
+  Connection* next_dirty = nullptr;  // the server's list of connections with queued bytes
+  bool dirty = false;                // in that list
+  DeadlineHook deadline;             // in one of the server's deadline lists
+
+ private:
+  friend struct ConnectionIo;
+  Connection(Server* server, uint64_t id);
+  ~Connection();
+
+  void on_data(const char* data, size_t len);
+  void on_http(const char* data, size_t len);
+  void upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len);
+  void on_ws(const char* data, size_t len);
+  bool on_ws_event(const protocol::WsEvent& ev);
+  void on_write_done(struct WriteOp* op, int status);
+  void enter_closing();
+
+  uv_tcp_t tcp_;                                  // the socket; tcp_.data == this
+  Server* server_;                                // owns every connection
+  uint64_t id_;                                   // unique in the process, never reused
+  std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
+  protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle
+  std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
+  struct WriteOp* inflight_ = nullptr;            // the one uv_write under way
+  size_t out_bytes_ = 0;                          // pending + in-flight bytes
+  protocol::User user_;                           // identity (anonymous until named)
+  Membership membership_;                         // rooms joined
+  double tokens_ = 0;                             // rate-limit bucket
+  uint64_t refill_ms_ = 0;                        // last refill, loop ms
+  uint64_t refused_since_ms_ = 0;                 // start of the current 10 s refusal window
+  uint32_t refused_ = 0;                          // refusals in that window
+  State state_ = State::Http;
+  bool identified_ = false;                       // the user was named by the client (first identity sticks)
+  bool close_after_flush_ = false;                // close the socket once everything queued is written
+  bool close_received_ = false;                   // the peer's close frame arrived
+  bool decoder_dead_ = false;                     // input is ignored (violation, or close seen)
+  bool overflowed_ = false;                       // over --max-outbound: closed 1008 at the next flush
+};
+
+}  // namespace roomcast::server

@@ -1,0 +1,133 @@
+// HTTP routes of section 1 of the contract: static files, the room API, health and metrics.
+// Rule: requests from a foreign browser Origin cannot create rooms or open WebSockets.
+#include "server/http_routes.h"
+
+#include <cstdio>
+#include <string>
+
+#include "protocol/http_path.h"
+#include "protocol/ids.h"
+#include "protocol/message.h"
+#include "server/broker.h"
+#include "server/hub.h"
+#include "server/server.h"
+#include "server/static_files.h"
+
+namespace roomcast::server {
+
+namespace {
+
+const char* status_text(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+  }
+  return "Error";
+}
+
+const char* kSecurityHeaders =
+    "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n";
+
+const char* kPageHeaders =
+    "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'\r\n";
+
+SharedBuf* response(int status, const char* type, std::string_view body, bool keep_alive, bool head = false,
+                    const char* extra = "") {
+  char line[512];
+  snprintf(line, sizeof(line),
+           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\nCache-Control: no-cache\r\n%s%s\r\n",
+           status, status_text(status), type, body.size(), keep_alive ? "keep-alive" : "close", kSecurityHeaders, extra);
+  std::string out(line);
+  if (!head) out.append(body);
+  return SharedBuf::make(std::move(out));
+}
+
+SharedBuf* json(int status, const std::string& body, bool keep_alive, bool head) {
+  return response(status, "application/json", body, keep_alive, head);
+}
+
+SharedBuf* room_info(Server& server, std::string_view id, bool keep_alive, bool head) {
+  if (!protocol::valid_room_id(id)) return json(400, "{\"error\":\"bad_room\"}", keep_alive, head);
+  std::string body = "{\"roomId\":" + protocol::json_quote(id) + ",\"members\":[";
+  auto members = server.hub().local_members(id);
+  for (size_t i = 0; i < members.size(); i++) body += (i ? "," : "") + protocol::encode_user(members[i]);
+  body += "],\"count\":" + std::to_string(members.size()) + ",\"ws\":" + protocol::json_quote("/ws?room=" + std::string(id)) + "}";
+  return json(200, body, keep_alive, head);
+}
+
+}  // namespace
+
+SharedBuf* make_error_response(int status, std::string_view reason) {
+  std::string body = "{\"error\":" + protocol::json_quote(status == 431 ? "too_large" : status == 403 ? "forbidden" : status == 404 ? "not_found" : status == 426 ? "upgrade_required" : "bad_request") +
+                     ",\"message\":" + protocol::json_quote(reason) + "}";
+  return response(status, "application/json", body, false, false,
+                  status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");
+}
+
+SharedBuf* make_upgrade_response(std::string_view accept) {
+  std::string out = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+  out.append(accept);
+  out.append("\r\n\r\n");
+  return SharedBuf::make(std::move(out));
+}
+
+protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req) {
+  std::string_view path, query;
+  protocol::split_target(req.target, &path, &query);
+  if (path != "/" && path != "/ws") {
+    protocol::HandshakeVerdict v;
+    v.status = 404;
+    v.reason = "WebSocket is served on /ws";
+    return v;
+  }
+  return protocol::check_handshake(req, server.config().allow_origin);
+}
+
+SharedBuf* route_http(Server& server, const protocol::HttpRequest& req) {
+  std::string_view path, query;
+  protocol::split_target(req.target, &path, &query);
+  const bool keep = req.keep_alive;
+  const bool head = req.method == "HEAD";
+  if (req.method == "POST") {
+    if (path != "/create-room") return json(404, "{\"error\":\"not_found\"}", keep, false);
+    if (!protocol::origin_allowed(req, server.config().allow_origin)) return json(403, "{\"error\":\"forbidden\",\"message\":\"origin not allowed\"}", keep, false);
+    std::string id = protocol::new_room_id();
+    if (id.empty()) return json(503, "{\"error\":\"unavailable\"}", keep, false);
+    return json(201, "{\"roomId\":" + protocol::json_quote(id) + "}", keep, false);
+  }
+  if (req.method != "GET" && !head) return json(404, "{\"error\":\"not_found\"}", keep, false);
+
+  if (path == "/healthz") {
+    const Broker& b = server.broker();
+    bool up = b.up();
+    std::string redis = std::string_view(b.mode()) == "standalone" ? "standalone" : up ? "up" : "down";
+    std::string body = std::string("{\"status\":\"") + (up ? "ok" : "degraded") + "\",\"redis\":\"" + redis +
+                       "\",\"connections\":" + std::to_string(server.connection_count()) + ",\"websockets\":" +
+                       std::to_string(server.websocket_count()) + ",\"instance\":" + protocol::json_quote(server.config().instance_id) + "}";
+    return json(up ? 200 : 503, body, keep, head);
+  }
+  if (path == "/metrics") {
+    return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
+  }
+  if (path.rfind("/rooms/", 0) == 0) return room_info(server, path.substr(7), keep, head);
+  if (path.rfind("/join-room/", 0) == 0) return room_info(server, path.substr(11), keep, head);
+  if (path == "/ws") return make_error_response(426, "this path speaks WebSocket only");
+  if (auto name = protocol::static_file_path(path)) {
+    if (const StaticFiles::File* f = server.static_files().find(*name)) {
+      bool page = std::string_view(f->type).rfind("text/html", 0) == 0;
+      return response(200, f->type, f->body, keep, head, page ? kPageHeaders : "");
+    }
+  }
+  return json(404, "{\"error\":\"not_found\"}", keep, head);
+}
+
+}  // namespace roomcast::server

@@ -1,0 +1,23 @@
+// HTTP routes of section 1 of the contract: static files, the room API, health and metrics.
+// Rule: every response is complete bytes in one SharedBuf, with an explicit Connection header.
+#pragma once
+#include <string_view>
+
+#include "protocol/http_parser.h"
+#include "protocol/ws_handshake.h"
+#include "server/shared_buf.h"
+
+namespace roomcast::server {
+
+class Server;
+
+// Answers a plain (non-upgrade) request.
+SharedBuf* route_http(Server& server, const protocol::HttpRequest& req);
+// Checks an upgrade request: path (/ or /ws), the RFC 6455 rules, the Origin policy.
+protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req);
+// 101 Switching Protocols with the accept key.
+SharedBuf* make_upgrade_response(std::string_view accept);
+// An error with a JSON body and Connection: close (426 adds Sec-WebSocket-Version: 13).
+SharedBuf* make_error_response(int status, std::string_view reason);
+
+}  // namespace roomcast::server

@@ -1,0 +1,303 @@
+// Rooms and messages: what each client message does, and how broker messages reach local members.
+// Rule: `joined` goes out only once the room's subscription is confirmed; a chat is acked or
+// answered with an error, never left silent.
+#include "server/hub.h"
+
+#include <sys/time.h>
+
+#include <algorithm>
+
+#include "protocol/http_path.h"
+#include "server/connection.h"
+#include "server/log.h"
+#include "server/server.h"
+
+namespace roomcast::server {
+
+using protocol::ClientMessage;
+using protocol::ErrorCode;
+using protocol::MsgType;
+using protocol::User;
+
+namespace {
+
+int64_t wall_ms() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
+
+double wall_ms_precise() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return static_cast<double>(tv.tv_sec) * 1000.0 + static_cast<double>(tv.tv_usec) / 1000.0;
+}
+
+}  // namespace
+
+void Hub::on_open(Connection& c, std::string_view target) {
+  std::string_view path, query;
+  protocol::split_target(target, &path, &query);
+  if (auto name = protocol::query_param(query, "name"); name && protocol::valid_user_name(*name)) {
+    c.user().name = *name;
+    c.set_identified();
+  }
+  if (auto room = protocol::query_param(query, "room")) {
+    if (protocol::valid_room_id(*room)) join(c, *room, "", std::nullopt);
+    else error(c, ErrorCode::BadRoom, "room must be 1-64 characters of [A-Za-z0-9_.:-]", "");
+  }
+}
+
+void Hub::on_message(Connection& c, std::string_view text) {
+  ClientMessage m;
+  protocol::MessageError err;
+  bool ok = protocol::parse_client_message(text, &m, &err);
+  bool flooding = false;
+  if (!c.take_token(server_->now_ms(), &flooding)) {
+    server_->metrics().rate_limited++;
+    if (flooding) {
+      LOG_INFO("conn %llu: flooding (over 1000 refused in 10 s): closing 1008", (unsigned long long)c.id());
+      c.close_ws(protocol::kClosePolicy, "rate limit exceeded");
+      return;
+    }
+    error(c, ErrorCode::RateLimited, "too many messages; slow down", ok ? m.ref : err.ref);
+    return;
+  }
+  if (!ok) {
+    error(c, err.code, err.message, err.ref);
+    return;
+  }
+  switch (m.type) {
+    case MsgType::Hello: hello(c, m); break;
+    case MsgType::Create: {
+      adopt_user(c, m.user);
+      std::string id = protocol::new_room_id();
+      if (id.empty()) {
+        error(c, ErrorCode::Unavailable, "could not generate a room id", m.ref);
+        return;
+      }
+      c.send_text(protocol::encode_created(id, m.ref));
+      join(c, id, m.ref, std::nullopt);
+      break;
+    }
+    case MsgType::Join:
+      adopt_user(c, m.user);
+      join(c, m.room_id, m.ref, m.since);
+      break;
+    case MsgType::Leave: leave(c, m.room_id, m.ref); break;
+    case MsgType::Chat: chat(c, m); break;
+    case MsgType::Ping: c.send_text(protocol::encode_pong(m.ref)); break;
+  }
+}
+
+void Hub::hello(Connection& c, const ClientMessage& m) {
+  adopt_user(c, m.user);
+  c.send_text(protocol::encode_hello(c.user(), m.ref));
+}
+
+void Hub::adopt_user(Connection& c, const std::optional<User>& user) {
+  if (!user || c.identified()) return;  // the first identity sticks
+  c.user().name = user->name;
+  c.user().id = user->id.empty() ? "u-" + protocol::random_base32(12) : user->id;
+  c.set_identified();
+}
+
+void Hub::join(Connection& c, const std::string& room_id, const std::string& ref, const std::optional<std::string>& since) {
+  Room* room = rooms_.get(room_id);
+  if (Room::Entry* e = room->find(&c.membership())) {
+    if (e->active) {
+      // Already in: repeat `joined`, no second presence event.
+      c.send_text(protocol::encode_joined(room->id, c.user(), local_members(room->id), {}, false, ref));
+    } else {
+      e->wait->ref = ref;  // the latest join's ref is the one answered
+    }
+    return;
+  }
+  rooms_.add(room, &c.membership());
+  Room::Entry* e = room->find(&c.membership());
+  e->wait = std::make_unique<JoinWait>(JoinWait{ref, since.value_or("")});
+  switch (room->sub) {
+    case SubState::Lingering:
+      room->sub = SubState::Subscribed;
+      [[fallthrough]];
+    case SubState::Subscribed: activate(room, *e); break;
+    case SubState::None:
+      room->sub = SubState::Subscribing;
+      LOG_DEBUG("room %s: subscribing", room->id.c_str());
+      server_->broker().subscribe(room->id);  // may confirm at once (standalone)
+      break;
+    case SubState::Subscribing: break;
+  }
+}
+
+void Hub::activate(Room* room, Room::Entry& e) {
+  Connection* c = static_cast<Connection*>(e.member->owner);
+  std::string ref = e.wait ? e.wait->ref : std::string();
+  e.active = true;
+  e.wait.reset();
+  c->send_text(protocol::encode_joined(room->id, c->user(), local_members(room->id), {}, false, ref));
+  server_->broker().publish_event(room->id, protocol::encode_presence(true, room->id, c->user()));
+}
+
+void Hub::leave(Connection& c, const std::string& room_id, const std::string& ref) {
+  Room* room = rooms_.find(room_id);
+  bool was_active = false;
+  if (!room || !rooms_.remove(room, &c.membership(), &was_active)) {
+    error(c, ErrorCode::NotMember, "not a member of " + room_id, ref);
+    return;
+  }
+  c.send_text(protocol::encode_left(room_id, ref));
+  if (was_active) server_->broker().publish_event(room_id, protocol::encode_presence(false, room_id, c.user()));
+  member_removed(room);
+}
+
+void Hub::on_close(Connection& c) {
+  std::vector<Room*> rooms = c.membership().rooms;  // the loop below edits the original
+  for (Room* room : rooms) {
+    bool was_active = false;
+    rooms_.remove(room, &c.membership(), &was_active);
+    if (was_active) server_->broker().publish_event(room->id, protocol::encode_presence(false, room->id, c.user()));
+    member_removed(room);
+  }
+}
+
+void Hub::member_removed(Room* room) {
+  if (!room->members.empty()) return;
+  if (room->sub == SubState::Subscribed) {
+    // Linger a little in Redis mode: a leave followed by a join costs no UNSUBSCRIBE/SUBSCRIBE pair.
+    if (std::string_view(server_->broker().mode()) != "redis") {
+      unsubscribe(room);
+      return;
+    }
+    room->sub = SubState::Lingering;
+    room->linger_until = server_->now_ms() + kLingerMs;
+    lingering_.push_back(room->id);
+  } else if (room->sub == SubState::None) {
+    rooms_.erase_if_unused(room);
+  }
+}
+
+void Hub::unsubscribe(Room* room) {
+  LOG_DEBUG("room %s: unsubscribing", room->id.c_str());
+  server_->broker().unsubscribe(room->id);
+  room->sub = SubState::None;
+  rooms_.erase_if_unused(room);
+}
+
+void Hub::tick(uint64_t now_ms) {
+  // lingering_ is in linger order; a room may appear twice or have been revived: check each.
+  size_t done = 0;
+  for (; done < lingering_.size(); done++) {
+    Room* r = rooms_.find(lingering_[done]);
+    if (!r || r->sub != SubState::Lingering) continue;
+    if (r->linger_until > now_ms) break;
+    if (r->members.empty()) unsubscribe(r);
+  }
+  lingering_.erase(lingering_.begin(), lingering_.begin() + static_cast<ptrdiff_t>(done));
+}
+
+void Hub::chat(Connection& c, ClientMessage& m) {
+  if (m.room_id.empty()) {
+    // chat_message without a room: the connection's only room.
+    if (c.membership().rooms.size() != 1) {
+      error(c, ErrorCode::BadRequest, "chat_message without room needs exactly one joined room", m.ref);
+      return;
+    }
+    m.room_id = c.membership().rooms.front()->id;
+  }
+  if (!server_->broker().up()) {
+    server_->metrics().publish_errors++;
+    error(c, ErrorCode::Unavailable, "the message broker is unreachable; the message was not sent", m.ref);
+    return;
+  }
+  std::string prefix = protocol::chat_event_prefix(m.room_id, c.user(), m.message, wall_ms());
+  uint64_t conn_id = c.id();
+  std::string ref = m.ref;
+  Server* server = server_;
+  int r = server_->broker().publish_chat(m.room_id, prefix, protocol::kChatEventSuffix,
+                                         [server, conn_id, ref](int status, std::string_view id) {
+                                           Connection* sender = server->find(conn_id);
+                                           if (status < 0) server->metrics().publish_errors++;
+                                           if (!sender || !sender->is_websocket()) return;
+                                           if (status < 0)
+                                             sender->send_text(protocol::encode_error(ErrorCode::Unavailable, "the message broker dropped the message; it was not sent", ref));
+                                           else if (!ref.empty())
+                                             sender->send_text(protocol::encode_ack(ref, id));
+                                         });
+  if (r < 0) {
+    server_->metrics().publish_errors++;
+    error(c, ErrorCode::Unavailable, "the message broker is unreachable; the message was not sent", m.ref);
+    return;
+  }
+  server_->metrics().publishes++;
+}
+
+void Hub::error(Connection& c, ErrorCode code, std::string_view message, std::string_view ref) {
+  c.send_text(protocol::encode_error(code, message, ref));
+}
+
+std::vector<User> Hub::local_members(std::string_view room_id) const {
+  std::vector<User> users;
+  Room* room = rooms_.find(room_id);
+  if (!room) return users;
+  for (const Room::Entry& e : room->members) {
+    if (!e.active) continue;
+    const User& u = static_cast<Connection*>(e.member->owner)->user();
+    if (std::none_of(users.begin(), users.end(), [&](const User& x) { return x.id == u.id; })) users.push_back(u);
+  }
+  return users;
+}
+
+void Hub::on_broker_message(std::string_view room_id, std::string_view payload) {
+  server_->metrics().broker_messages_in++;
+  Room* room = rooms_.find(room_id);
+  if (!room) return;
+  std::string skip;
+  if (protocol::is_chat_event(payload)) {
+    room->last_id = std::string(protocol::chat_event_id(payload));
+    int64_t ts = protocol::chat_event_ts(payload);
+    if (ts > 0) {
+      double ms = wall_ms_precise() - static_cast<double>(ts);
+      server_->metrics().observe_latency(ms < 0 ? 0 : ms);
+    }
+  } else {
+    skip = protocol::presence_user_id(payload);  // the joiner gets no presence about itself
+  }
+  fan_out(room, payload, skip);
+}
+
+void Hub::fan_out(Room* room, std::string_view payload, std::string_view skip_user) {
+  std::string frame;
+  server_->frames().encode(protocol::kWsText, payload, &frame);
+  SharedBuf* buf = SharedBuf::make(std::move(frame));
+  uint64_t n = 0;
+  // send() never closes synchronously (an overflow is acted on at flush time), so the list is stable.
+  for (Room::Entry& e : room->members) {
+    Connection* c = static_cast<Connection*>(e.member->owner);
+    if (!e.active || !c->is_websocket()) continue;
+    if (!skip_user.empty() && c->user().id == skip_user) continue;
+    c->send(buf->ref());
+    n++;
+  }
+  server_->metrics().messages_out += n;
+  buf->unref();
+}
+
+void Hub::on_broker_subscribed(std::string_view room_id) {
+  Room* room = rooms_.find(room_id);
+  if (!room) return;
+  if (room->sub == SubState::Subscribing) {
+    room->sub = SubState::Subscribed;
+    LOG_DEBUG("room %s: subscribed", room->id.c_str());
+    for (Room::Entry& e : room->members)
+      if (!e.active) activate(room, e);
+    member_removed(room);  // everyone left before the confirmation: linger, then unsubscribe
+  }
+}
+
+void Hub::on_broker_state(bool up) {
+  if (up) LOG_INFO("broker %s: up", server_->broker().mode());
+  else LOG_WARN("broker %s: down; chats are answered `unavailable` until it is back", server_->broker().mode());
+}
+
+}  // namespace roomcast::server

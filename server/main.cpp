@@ -1,0 +1,75 @@
+// roomcast: the server binary. Parses the configuration, runs one libuv loop, stops cleanly on a signal.
+// Rule: SIGPIPE is ignored (a reset during a large send must not kill the process); SIGINT/SIGTERM shut down gracefully.
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+
+#include "server/config.h"
+#include "server/log.h"
+#include "server/server.h"
+
+using namespace roomcast::server;
+
+namespace {
+
+struct Signals {
+  uv_signal_t sigint, sigterm;
+  Server* server;
+  int received = 0;
+};
+
+void on_signal(uv_signal_t* h, int signum) {
+  Signals* s = static_cast<Signals*>(h->data);
+  if (s->received++ > 0) {
+    LOG_WARN("second signal: exiting now");
+    _exit(1);
+  }
+  LOG_INFO("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  s->server->shutdown();
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigint), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigterm), nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config config;
+  int r = parse_config(argc, argv, &config);
+  if (r != 0) return r > 0 ? 0 : 2;
+  signal(SIGPIPE, SIG_IGN);
+  g_log_level = config.log_level;
+  log_set_instance(config.instance_id.c_str());
+
+  uv_loop_t* loop = uv_default_loop();
+  Server server(loop, config);
+  Signals signals;
+  signals.server = &server;
+  uv_signal_init(loop, &signals.sigint);
+  uv_signal_init(loop, &signals.sigterm);
+  signals.sigint.data = signals.sigterm.data = &signals;
+  uv_signal_start(&signals.sigint, on_signal, SIGINT);
+  uv_signal_start(&signals.sigterm, on_signal, SIGTERM);
+
+  int exit_code = 0;
+  if (server.start() != 0) {
+    exit_code = 1;
+    server.shutdown();
+    uv_close(reinterpret_cast<uv_handle_t*>(&signals.sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&signals.sigterm), nullptr);
+  } else {
+    LOG_INFO("roomcast %s listening on http://%s:%d (pid %d, broker %s%s%s, ping %gs, max message %zu, max outbound %zu)",
+             ROOMCAST_VERSION, config.host.c_str(), config.port, static_cast<int>(getpid()),
+             config.redis_url.empty() ? "standalone" : "redis ", config.redis_url.c_str(),
+             config.redis_prefix.empty() ? "" : (" prefix " + config.redis_prefix).c_str(), config.ping_interval,
+             config.max_message, config.max_outbound);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  int closed = uv_loop_close(loop);
+  if (closed != 0) {
+    LOG_ERROR("loop closed with handles still open (%s)", uv_strerror(closed));
+    return 1;
+  }
+  LOG_INFO("stopped");
+  return exit_code;
+}

@@ -1,0 +1,65 @@
+// Counters of one process and their Prometheus text exposition.
+// Rule: every metric has HELP and TYPE lines, names end in _total for counters.
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace roomcast::server {
+
+constexpr double Metrics::kBounds[];
+
+void Metrics::observe_latency(double ms) {
+  int i = 0;
+  while (i < kBuckets && ms > kBounds[i]) i++;
+  latency_buckets[i]++;
+  latency_sum_ms += ms;
+  latency_count++;
+}
+
+namespace {
+void metric(std::string& out, const char* name, const char* type, const char* help, double value, const char* labels = "") {
+  char buf[512];
+  snprintf(buf, sizeof(buf), "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name, labels, value);
+  out += buf;
+}
+}  // namespace
+
+std::string render_metrics(const Metrics& m, const Gauges& g) {
+  std::string out;
+  char labels[256];
+  snprintf(labels, sizeof(labels), "{instance=\"%s\",mode=\"%s\"}", g.instance, g.mode);
+  metric(out, "roomcast_info", "gauge", "Instance identity.", 1, labels);
+  metric(out, "roomcast_connections", "gauge", "Open TCP connections (HTTP and WebSocket).", g.connections);
+  metric(out, "roomcast_websockets", "gauge", "Open WebSocket connections.", g.websockets);
+  metric(out, "roomcast_rooms", "gauge", "Rooms with local members.", g.rooms);
+  metric(out, "roomcast_subscriptions", "gauge", "Broker subscriptions held.", g.subscriptions);
+  metric(out, "roomcast_outbound_bytes", "gauge", "Bytes queued to clients and not yet written.", g.outbound_bytes);
+  metric(out, "roomcast_broker_up", "gauge", "1 when the broker is reachable.", g.broker_up);
+  metric(out, "roomcast_connections_accepted_total", "counter", "TCP connections accepted.", m.connections_accepted);
+  metric(out, "roomcast_http_requests_total", "counter", "HTTP requests answered.", m.http_requests);
+  metric(out, "roomcast_messages_in_total", "counter", "WebSocket messages received from clients.", m.messages_in);
+  metric(out, "roomcast_messages_out_total", "counter", "Events queued to clients, one per recipient.", m.messages_out);
+  metric(out, "roomcast_bytes_in_total", "counter", "Bytes read from clients.", m.bytes_in);
+  metric(out, "roomcast_bytes_out_total", "counter", "Bytes written to clients.", m.bytes_out);
+  metric(out, "roomcast_slow_consumer_drops_total", "counter", "Connections closed for exceeding --max-outbound.", m.slow_consumer_drops);
+  metric(out, "roomcast_rate_limited_total", "counter", "Client messages refused by the rate limit.", m.rate_limited);
+  metric(out, "roomcast_publishes_total", "counter", "Chats published to the broker.", m.publishes);
+  metric(out, "roomcast_publish_errors_total", "counter", "Chats answered unavailable.", m.publish_errors);
+  metric(out, "roomcast_broker_messages_in_total", "counter", "Messages received from the broker.", m.broker_messages_in);
+  metric(out, "roomcast_redis_reconnects_total", "counter", "Redis reconnections.", g.redis_reconnects);
+  out += "# HELP roomcast_publish_delivery_ms Chat publish (event ts) to local fan-out, milliseconds.\n"
+         "# TYPE roomcast_publish_delivery_ms histogram\n";
+  uint64_t cumulative = 0;
+  char buf[160];
+  for (int i = 0; i <= Metrics::kBuckets; i++) {
+    cumulative += m.latency_buckets[i];
+    if (i < Metrics::kBuckets) snprintf(buf, sizeof(buf), "roomcast_publish_delivery_ms_bucket{le=\"%g\"} %llu\n", Metrics::kBounds[i], static_cast<unsigned long long>(cumulative));
+    else snprintf(buf, sizeof(buf), "roomcast_publish_delivery_ms_bucket{le=\"+Inf\"} %llu\n", static_cast<unsigned long long>(cumulative));
+    out += buf;
+  }
+  snprintf(buf, sizeof(buf), "roomcast_publish_delivery_ms_sum %.17g\nroomcast_publish_delivery_ms_count %llu\n", m.latency_sum_ms, static_cast<unsigned long long>(m.latency_count));
+  out += buf;
+  return out;
+}
+
+}  // namespace roomcast::server

@@ -1,0 +1,97 @@
+// The Redis broker: a thin adapter from the server's Broker interface to redis::Client.
+// Rule: a chat is one script call that appends to the room's stream and PUBLISHes once, so the
+// stream order and the channel order are the same order, and the id comes from the stream.
+#include "server/redis_broker.h"
+
+#include "redis/client.h"
+#include "server/log.h"
+
+namespace roomcast::server {
+
+namespace {
+
+// KEYS[1] stream, KEYS[2] channel; ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length,
+// ARGV[4] stream TTL in ms. The stream keeps only the prefix; an event is prefix .. id .. suffix.
+const char* kPublishScript =
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[1])\n"
+    "redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return id\n";
+
+constexpr const char* kHistoryTtlMs = "604800000";  // a week without a message and the history goes
+
+class RedisBroker : public Broker {
+ public:
+  RedisBroker(uv_loop_t* loop, const Config& config, redis::Url url, BrokerEvents* events)
+      : events_(events), prefix_(config.redis_prefix), history_(std::to_string(config.history > 0 ? config.history : 1)) {
+    redis::Options opts;
+    opts.instance_id = config.instance_id;
+    opts.prefix = config.redis_prefix;
+    opts.log_level = config.log_level;
+    opts.log = [](int level, const std::string& line) { RC_LOG(level, "redis: %s", line.c_str()); };
+    redis::Client::Callbacks cb;
+    cb.on_message = [this](std::string_view channel, std::string_view payload) {
+      std::string_view room;
+      if (room_of(channel, &room)) events_->on_broker_message(room, payload);
+    };
+    cb.on_subscribed = [this](std::string_view channel) {
+      std::string_view room;
+      if (room_of(channel, &room)) events_->on_broker_subscribed(room);
+    };
+    cb.on_state = [this](bool up) { events_->on_broker_state(up); };
+    client_ = std::make_unique<redis::Client>(loop, std::move(url), std::move(opts), std::move(cb));
+  }
+
+  int start() override { return client_->start() == 0 ? 0 : UV_EINVAL; }
+  void stop(std::function<void()> done) override { client_->stop(std::move(done)); }
+  bool up() const override { return client_->up(); }
+  const char* mode() const override { return "redis"; }
+  void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
+  void unsubscribe(std::string_view room) override { client_->unsubscribe(channel(room)); }
+  uint64_t reconnects() const override { return client_->stats().reconnects; }
+  size_t subscriptions() const override { return client_->stats().subscriptions; }
+
+  int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override {
+    std::string stream = channel(room) + ":log", chan = channel(room);
+    return client_->eval(kPublishScript, {stream, chan}, {prefix, suffix, history_, kHistoryTtlMs},
+                         [done = std::move(done)](int status, const redis::Value& reply) {
+                           if (status == 0 && reply.type == redis::Value::Type::String) done(0, reply.str);
+                           else {
+                             if (status == 0) LOG_WARN("redis: publish script failed: %s", reply.str.c_str());
+                             done(status < 0 ? status : -1, {});
+                           }
+                         });
+  }
+
+  int publish_event(std::string_view room, std::string_view payload) override {
+    std::string chan = channel(room);
+    return client_->command({"PUBLISH", chan, payload}, [](int, const redis::Value&) {});
+  }
+
+ private:
+  std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+  bool room_of(std::string_view channel, std::string_view* room) const {
+    std::string head = prefix_ + "room:";
+    if (channel.substr(0, head.size()) != head) return false;
+    *room = channel.substr(head.size());
+    return true;
+  }
+
+  BrokerEvents* events_;                  // the hub; outlives the broker
+  std::string prefix_;                    // --redis-prefix
+  std::string history_;                   // stream length to keep, as text
+  std::unique_ptr<redis::Client> client_;
+};
+
+}  // namespace
+
+std::unique_ptr<Broker> make_redis_broker(uv_loop_t* loop, const Config& config, BrokerEvents* events) {
+  redis::Url url;
+  if (redis::parse_url(config.redis_url, &url) != 0) {
+    LOG_ERROR("bad --redis URL '%s': expected redis://[:password@]host[:port][/db]", config.redis_url.c_str());
+    return nullptr;
+  }
+  return std::make_unique<RedisBroker>(loop, config, std::move(url), events);
+}
+
+}  // namespace roomcast::server

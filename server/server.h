@@ -1,0 +1,96 @@
+// The process: listener, connections, per-loop resources (read buffer, wslay pool, deadline lists),
+// and the order of a clean shutdown.
+// Rule: the server outlives every connection and the broker; it is destroyed after the loop has closed all handles.
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "protocol/http_parser.h"
+#include "protocol/ws_codec.h"
+#include "server/config.h"
+#include "server/deadlines.h"
+#include "server/metrics.h"
+
+namespace roomcast::server {
+
+class Broker;
+class Connection;
+class Hub;
+class StaticFiles;
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens (SO_REUSEPORT), starts the broker. Returns 0 or a negative uv error.
+  int start();
+  // Stops accepting, closes every client with 1001, stops the broker; the loop then runs dry.
+  void shutdown();
+  bool shutting_down() const { return shutting_down_; }
+
+  // For connections and the hub.
+  uv_loop_t* loop() const { return loop_; }
+  const Config& config() const { return config_; }
+  Metrics& metrics() { return metrics_; }
+  protocol::WsFramePool& frames() { return frames_; }
+  const protocol::WsLimits& ws_limits() const { return ws_limits_; }
+  Hub& hub() { return *hub_; }
+  Broker& broker() { return *broker_; }
+  const StaticFiles& static_files() const { return *static_files_; }
+  uint64_t now_ms() const { return uv_now(loop_); }
+  uv_buf_t read_buffer() { return uv_buf_init(read_buf_.get(), kReadBufferSize); }
+  void mark_dirty(Connection* c);
+  Connection* find(uint64_t id) const;
+  size_t connection_count() const { return connections_.size(); }
+  size_t websocket_count() const;
+  uint64_t outbound_bytes() const;
+  Gauges gauges() const;
+
+  // Deadline lists (each with one fixed duration).
+  DeadlineList http_deadlines;     // a request head must complete (and keep-alive idle) within 10 s
+  DeadlineList active_deadlines;   // WebSocket: no traffic for one ping interval -> ping
+  DeadlineList pinged_deadlines;   // WebSocket: pinged, no traffic for another interval -> close 1001
+  DeadlineList closing_deadlines;  // closing handshake: peer must answer (or drain) within 2 s
+
+  // Connection lifecycle.
+  uint64_t add(Connection* c);
+  void remove(Connection* c);
+
+ private:
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+  int listen_reuseport();
+  void tick();
+  void flush_dirty();
+  void maybe_finish_shutdown();
+
+  uv_loop_t* loop_;
+  Config config_;
+  Metrics metrics_;
+  protocol::WsFramePool frames_;                  // per-loop wslay contexts and encoder
+  protocol::WsLimits ws_limits_;
+  std::unique_ptr<char[]> read_buf_;              // one read buffer for every socket of the loop
+  std::unique_ptr<StaticFiles> static_files_;
+  std::unique_ptr<Hub> hub_;                      // rooms and messages
+  std::unique_ptr<Broker> broker_;                // in-process or Redis
+  uv_tcp_t listener_;                             // SO_REUSEPORT socket
+  uv_timer_t tick_timer_;                         // drives the deadline lists and room lingering
+  uv_check_t flush_check_;                        // flushes dirty connections after each poll
+  uv_idle_t flush_idle_;                          // keeps poll from blocking while something is dirty
+  uv_timer_t shutdown_timer_;                     // forces the last closes after the grace period
+  std::unordered_map<uint64_t, Connection*> connections_;
+  Connection* dirty_head_ = nullptr;              // connections with bytes to flush
+  uint64_t next_id_ = 1;
+  int open_handles_ = 0;                          // own handles not yet closed
+  bool listener_open_ = false;                    // listener_ initialised and not closed
+  bool shutting_down_ = false;
+  bool broker_stopped_ = false;
+};
+
+}  // namespace roomcast::server
