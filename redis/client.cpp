@@ -1,0 +1,824 @@
+// redis/client.cpp: the broker client: a pub and a sub hiredis context, liveness probe, backoff, resubscribe.
+// Rule: hiredis privdata is always the Impl (alive until stop() calls back); handles are freed in close callbacks only.
+#include "redis/client.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <signal.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <random>
+#include <unordered_map>
+#include <utility>
+
+#include "redis/resp.h"
+#include "redis/uv_adapter.h"
+
+namespace roomcast::redis {
+
+const char* error_name(int err) {
+  switch (err) {
+    case kOk: return "ok";
+    case kErrInvalid: return "invalid";
+    case kErrDown: return "down";
+    case kErrDisconnected: return "disconnected";
+    case kErrStopped: return "stopped";
+    case kErrState: return "state";
+    case kErrIo: return "io";
+    default: return "unknown";
+  }
+}
+
+namespace {
+
+enum class State { Idle, Resolving, Connecting, Up, Backoff, Stopped };
+
+// One accepted command on the pub context. In flight: hiredis holds a callback for it, and as
+// hiredis answers the pub context in order, the front of Impl::inflight_ is always the one replied.
+struct Pending {
+  uint64_t seq = 0;                     // send order on the current connection (0 while held)
+  ReplyCallback cb;                     // the caller's callback, called exactly once
+  const std::string* script = nullptr;  // eval: the script text (a key of Impl::scripts_), for EVAL on NOSCRIPT
+  std::string cmd;                      // eval: the formatted EVALSHA; held: the formatted command
+  size_t rest = 0;                      // eval: offset in cmd of the numkeys argument (after the SHA)
+};
+
+// What this client wants for one channel, and what it has told Redis on the current sub connection.
+struct Chan {
+  bool wanted = false;       // subscribe()d and not unsubscribe()d since
+  bool sent = false;         // the last command sent for it on this connection was SUBSCRIBE
+  uint32_t outstanding = 0;  // SUBSCRIBE/UNSUBSCRIBE sent on this connection and not yet confirmed
+  bool confirmed = false;    // Redis confirmed the latest SUBSCRIBE (and nothing is outstanding)
+};
+
+bool starts_with(const redisReply* r, const char* prefix) {
+  size_t n = std::strlen(prefix);
+  return r->len >= n && std::memcmp(r->str, prefix, n) == 0;
+}
+
+std::string_view view(const redisReply* r) { return std::string_view(r->str, r->len); }
+
+}  // namespace
+
+struct Client::Impl {
+  Impl(uv_loop_t* loop, Url url, Options options, Callbacks callbacks)
+      : loop_(loop), url_(std::move(url)), opt_(std::move(options)), cb_(std::move(callbacks)) {
+    probe_channel_ = opt_.prefix + "roomcast:probe:" + opt_.instance_id;
+    rng_.seed(static_cast<unsigned>(std::hash<std::string>()(opt_.instance_id) ^ uv_hrtime()));
+    if (opt_.resubscribe_batch == 0) opt_.resubscribe_batch = 1;
+  }
+
+  uv_loop_t* loop_;
+  Url url_;
+  Options opt_;
+  Callbacks cb_;
+
+  State state_ = State::Idle;
+  bool stopping_ = false;         // stop() was called: no callback but failures and done() from now on
+  bool done_called_ = false;      // done_ has run (the Client may be gone after that)
+  std::function<void()> done_;    // stop()'s callback
+  std::string probe_channel_;     // <prefix>roomcast:probe:<instance-id>
+
+  uv_timer_t tick_;               // deadlines (connect, probe) and probe sending
+  uv_timer_t backoff_;            // one-shot: next connect attempt
+  bool timers_ = false;           // tick_ and backoff_ are initialised
+  int open_handles_ = 0;          // timers and adapter polls not yet through their close callback
+  uv_getaddrinfo_t gai_;          // host name resolution (hiredis would block in getaddrinfo)
+  bool gai_active_ = false;       // gai_ is in flight: its callback has not run yet
+
+  redisAsyncContext* pub_ = nullptr;  // commands, probe PUBLISH; null when not connected
+  redisAsyncContext* sub_ = nullptr;  // SUBSCRIBE, probe reception; null when not connected
+  int pub_setup_left_ = 0;            // AUTH/SELECT/PING replies still expected on pub_
+  bool pub_ready_ = false;            // pub_ answered its setup
+  bool sub_ready_ = false;            // sub_ confirmed the probe channel subscription
+  uint64_t connect_started_ = 0;      // uv_now() when the current attempt started
+  bool ever_up_ = false;              // was up at least once (later ups count as reconnects)
+  uint32_t attempt_ = 0;              // failed attempts since the last up (backoff exponent)
+
+  std::deque<Pending> inflight_;  // sent on pub_, reply not yet seen, in send order
+  std::deque<Pending> held_;      // accepted while a NOSCRIPT retry is ordering the pipeline
+  uint64_t seq_ = 0;              // seq of the last command sent on pub_
+  uint64_t hold_until_ = 0;       // nonzero: hold new commands until the reply to this seq
+
+  std::unordered_map<std::string, std::string> scripts_;  // script text -> SHA-1 hex
+  std::map<std::string, Chan, std::less<>> chans_;        // wanted channels and those with commands outstanding
+  uint64_t wanted_count_ = 0;                             // chans_ entries with wanted set
+
+  std::deque<std::pair<uint64_t, uint64_t>> probes_;  // (seq, sent at) of probes not yet back
+  uint64_t probe_seq_ = 0;                            // last probe seq sent
+  uint64_t last_probe_ = 0;                           // uv_now() of the last probe sent
+
+  Stats stats_{};
+  std::minstd_rand rng_;
+
+  // ---- logging and user callbacks -------------------------------------------------------------
+
+  void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4))) {
+    if (!opt_.log || level > opt_.log_level) return;
+    char buf[512];
+    int n = std::snprintf(buf, sizeof buf, "redis %s: ", opt_.instance_id.c_str());
+    if (n < 0 || static_cast<size_t>(n) >= sizeof buf) n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+    va_end(ap);
+    try {
+      opt_.log(level, std::string(buf));
+    } catch (...) {
+    }
+  }
+
+  // Runs a user callback; an exception never reaches hiredis or libuv.
+  template <class F, class... A>
+  void call(const char* what, F& f, A&&... a) {
+    if (!f) return;
+    try {
+      f(std::forward<A>(a)...);
+    } catch (const std::exception& e) {
+      logf(0, "%s callback threw: %s", what, e.what());
+    } catch (...) {
+      logf(0, "%s callback threw", what);
+    }
+  }
+
+  // ---- connection lifecycle ------------------------------------------------------------------
+
+  uint64_t tick_ms() const {
+    uint64_t t = std::min({opt_.probe_interval_ms, opt_.probe_deadline_ms, opt_.connect_timeout_ms}) / 4;
+    return std::clamp<uint64_t>(t, 10, 250);
+  }
+
+  void begin_attempt() {
+    connect_started_ = uv_now(loop_);
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, url_.host.c_str(), buf) == 1 || inet_pton(AF_INET6, url_.host.c_str(), buf) == 1) {
+      connect_to(url_.host);
+      return;
+    }
+    struct addrinfo hints;
+    std::memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    gai_.data = this;
+    int rc = uv_getaddrinfo(loop_, &gai_, on_resolved, url_.host.c_str(), nullptr, &hints);
+    if (rc != 0) {
+      logf(1, "cannot resolve %s: %s", url_.host.c_str(), uv_strerror(rc));
+      state_ = State::Backoff;
+      schedule_backoff();
+      return;
+    }
+    gai_active_ = true;
+    state_ = State::Resolving;
+  }
+
+  static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+    Impl* self = static_cast<Impl*>(req->data);
+    self->gai_active_ = false;
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (status == 0 && res != nullptr) {
+      const void* addr = res->ai_family == AF_INET6
+                             ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr)
+                             : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
+      if (inet_ntop(res->ai_family, addr, ip, sizeof ip) == nullptr) ip[0] = '\0';
+    }
+    uv_freeaddrinfo(res);
+    if (self->stopping_) {
+      self->maybe_done();  // may destroy self
+      return;
+    }
+    try {
+      if (self->state_ != State::Resolving) return;
+      if (ip[0] == '\0') {
+        self->logf(self->attempt_ < 3 ? 1 : 3, "cannot resolve %s: %s", self->url_.host.c_str(),
+                   status < 0 ? uv_strerror(status) : "no address");
+        self->state_ = State::Backoff;
+        self->schedule_backoff();
+        return;
+      }
+      self->connect_to(ip);
+    } catch (...) {
+      self->logf(0, "unexpected exception while connecting");
+    }
+  }
+
+  redisAsyncContext* open_context(const std::string& ip, const char* role) {
+    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), url_.port);
+    if (ac == nullptr) {
+      logf(2, "%s: cannot allocate a hiredis context", role);
+      return nullptr;
+    }
+    if (ac->err) {
+      logf(attempt_ < 3 ? 2 : 3, "%s: connect to %s:%d failed: %s", role, ip.c_str(), url_.port, ac->errstr);
+      redisAsyncFree(ac);  // no adapter attached: frees at once, calls nothing
+      return nullptr;
+    }
+    if (uv_attach(ac, loop_, on_adapter_closed, this) != 0) {
+      logf(0, "%s: cannot attach to the loop", role);
+      redisAsyncFree(ac);
+      return nullptr;
+    }
+    ++open_handles_;
+    redisEnableKeepAlive(&ac->c);
+    ac->data = this;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return ac;
+  }
+
+  // Sends a formatted command on `ac`; `fn` null means the reply is ignored. Returns true if queued.
+  bool send_raw(redisAsyncContext* ac, redisCallbackFn* fn, const std::string& cmd) {
+    return redisAsyncFormattedCommand(ac, fn, fn ? this : nullptr, cmd.data(), cmd.size()) == REDIS_OK;
+  }
+  bool send_argv(redisAsyncContext* ac, redisCallbackFn* fn, const std::vector<std::string_view>& argv) {
+    std::string cmd;
+    format_command(argv, &cmd);
+    return send_raw(ac, fn, cmd);
+  }
+
+  void connect_to(const std::string& ip) {
+    state_ = State::Connecting;
+    pub_ready_ = sub_ready_ = false;
+    logf(3, "connecting to %s:%d (%s)", ip.c_str(), url_.port, url_.host.c_str());
+    pub_ = open_context(ip, "pub");
+    if (pub_ == nullptr) return drop("pub connect failed");
+    sub_ = open_context(ip, "sub");
+    if (sub_ == nullptr) return drop("sub connect failed");
+
+    // pub: [AUTH] [SELECT] PING, all answered before it counts as ready; known scripts preloaded.
+    pub_setup_left_ = 0;
+    bool ok = true;
+    if (!url_.password.empty()) {
+      if (url_.user.empty()) {
+        ok = ok && send_argv(pub_, on_pub_setup, {"AUTH", url_.password});
+      } else {
+        ok = ok && send_argv(pub_, on_pub_setup, {"AUTH", url_.user, url_.password});
+      }
+      ++pub_setup_left_;
+    }
+    if (url_.db != 0) {
+      std::string db = std::to_string(url_.db);
+      ok = ok && send_argv(pub_, on_pub_setup, {"SELECT", db});
+      ++pub_setup_left_;
+    }
+    ok = ok && send_argv(pub_, on_pub_setup, {"PING"});
+    ++pub_setup_left_;
+    for (const auto& s : scripts_) ok = ok && send_argv(pub_, nullptr, {"SCRIPT", "LOAD", s.first});
+
+    // sub: [AUTH] SUBSCRIBE probe, then every wanted channel.
+    if (!url_.password.empty()) {
+      if (url_.user.empty()) {
+        ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.password});
+      } else {
+        ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.user, url_.password});
+      }
+    }
+    ok = ok && send_argv(sub_, on_sub_reply, {"SUBSCRIBE", probe_channel_});
+    if (!ok) return drop("cannot queue the connection setup");
+    resubscribe_all();
+  }
+
+  void resubscribe_all() {
+    std::vector<std::string_view> argv{"SUBSCRIBE"};
+    size_t batches = 0, total = 0;
+    auto flush = [&] {
+      if (argv.size() > 1 && send_argv(sub_, on_sub_reply, argv)) ++batches;
+      argv.resize(1);
+    };
+    for (auto& [name, c] : chans_) {
+      if (!c.wanted) continue;
+      c.sent = true;
+      c.outstanding = 1;
+      c.confirmed = false;
+      argv.push_back(name);
+      ++total;
+      if (argv.size() - 1 >= opt_.resubscribe_batch) flush();
+    }
+    flush();
+    if (total) logf(3, "re-subscribing %zu channels in %zu commands", total, batches);
+  }
+
+  // Both connections are gone or going: fail what waits, tell the user, retry later.
+  // Callers must already have nulled a context that hiredis itself is freeing.
+  void drop(const char* why) {
+    if (state_ != State::Connecting && state_ != State::Up) return;
+    bool was_up = state_ == State::Up;
+    state_ = State::Backoff;
+    if (was_up) {
+      logf(1, "connection to %s:%d lost: %s", url_.host.c_str(), url_.port, why);
+    } else {
+      logf(attempt_ < 3 || attempt_ % 30 == 0 ? 2 : 3, "connect attempt %u to %s:%d failed: %s", attempt_ + 1,
+           url_.host.c_str(), url_.port, why);
+    }
+    teardown(kErrDisconnected);
+    if (stopping_) return;
+    if (was_up) call("on_state", cb_.on_state, false);
+    if (stopping_) return;
+    schedule_backoff();
+  }
+
+  // Frees both contexts (their pending callbacks run now, or when hiredis leaves its callback) and
+  // fails held commands. Leaves chans_ ready for the next connection.
+  void teardown(int status) {
+    pub_ready_ = sub_ready_ = false;
+    probes_.clear();
+    hold_until_ = 0;
+    for (auto it = chans_.begin(); it != chans_.end();) {
+      Chan& c = it->second;
+      c.sent = false;
+      c.outstanding = 0;
+      c.confirmed = false;
+      it = c.wanted ? std::next(it) : chans_.erase(it);
+    }
+    redisAsyncContext* p = pub_;
+    redisAsyncContext* s = sub_;
+    pub_ = sub_ = nullptr;
+    std::deque<Pending> held;
+    held.swap(held_);
+    if (p) redisAsyncFree(p);  // user callbacks may run here, and may call stop()
+    if (s) redisAsyncFree(s);
+    for (auto& h : held) call("reply", h.cb, stopping_ ? kErrStopped : status, Value{});
+  }
+
+  void schedule_backoff() {
+    uint64_t lo = std::max<uint64_t>(opt_.backoff_min_ms, 1);
+    uint64_t hi = std::max(opt_.backoff_max_ms, lo);
+    uint64_t base = lo;
+    for (uint32_t i = 0; i < attempt_ && base < hi; ++i) base *= 2;
+    base = std::min(base, hi);
+    ++attempt_;
+    uint64_t delay = base / 2 + rng_() % (base / 2 + 1);  // "equal jitter": [base/2, base]
+    uv_timer_start(&backoff_, on_backoff, delay, 0);
+  }
+
+  static void on_backoff(uv_timer_t* t) {
+    Impl* self = static_cast<Impl*>(t->data);
+    try {
+      if (self->state_ == State::Backoff && !self->stopping_) self->begin_attempt();
+    } catch (...) {
+      self->logf(0, "unexpected exception while reconnecting");
+    }
+  }
+
+  void maybe_up() {
+    if (state_ != State::Connecting || !pub_ready_ || !sub_ready_) return;
+    state_ = State::Up;
+    attempt_ = 0;
+    if (ever_up_) ++stats_.reconnects;
+    logf(ever_up_ ? 1 : 2, "%s to %s:%d (%llu channels wanted)", ever_up_ ? "reconnected" : "connected",
+         url_.host.c_str(), url_.port, static_cast<unsigned long long>(wanted_count_));
+    ever_up_ = true;
+    probes_.clear();
+    last_probe_ = 0;
+    send_probe(uv_now(loop_));
+    call("on_state", cb_.on_state, true);
+  }
+
+  // ---- liveness probe ------------------------------------------------------------------------
+
+  void send_probe(uint64_t now) {
+    std::string seq = std::to_string(++probe_seq_);
+    if (send_argv(pub_, nullptr, {"PUBLISH", probe_channel_, seq})) probes_.emplace_back(probe_seq_, now);
+    last_probe_ = now;
+  }
+
+  void probe_back(std::string_view payload) {
+    uint64_t seq = 0;
+    for (char ch : payload) {
+      if (ch < '0' || ch > '9') return;
+      seq = seq * 10 + static_cast<uint64_t>(ch - '0');
+    }
+    while (!probes_.empty() && probes_.front().first <= seq) probes_.pop_front();
+  }
+
+  static void on_tick(uv_timer_t* t) {
+    Impl* self = static_cast<Impl*>(t->data);
+    try {
+      self->tick();
+    } catch (...) {
+      self->logf(0, "unexpected exception in the probe timer");
+    }
+  }
+
+  void tick() {
+    if (stopping_) return;
+    uint64_t now = uv_now(loop_);
+    if (state_ == State::Connecting && now - connect_started_ >= opt_.connect_timeout_ms) {
+      return drop("not ready within the connect timeout");
+    }
+    if (state_ != State::Up) return;
+    if (!probes_.empty() && now - probes_.front().second >= opt_.probe_deadline_ms) {
+      logf(1, "probe %llu not back on %s after %llu ms", static_cast<unsigned long long>(probes_.front().first),
+           probe_channel_.c_str(), static_cast<unsigned long long>(now - probes_.front().second));
+      return drop("probe timeout");
+    }
+    if (now - last_probe_ >= opt_.probe_interval_ms) send_probe(now);
+  }
+
+  // ---- hiredis callbacks ---------------------------------------------------------------------
+
+  static void on_connect(const redisAsyncContext* ac, int status) {
+    Impl* self = static_cast<Impl*>(ac->data);
+    const char* role = ac == self->pub_ ? "pub" : ac == self->sub_ ? "sub" : nullptr;
+    if (role == nullptr) return;
+    try {
+      if (status == REDIS_OK) {
+        self->logf(3, "%s connected", role);
+        return;  // ready once its setup replies come; never free a context from here
+      }
+      // hiredis frees this context right after we return.
+      self->logf(3, "%s connect failed: %s", role, ac->errstr ? ac->errstr : "?");
+      if (ac == self->pub_) self->pub_ = nullptr;
+      if (ac == self->sub_) self->sub_ = nullptr;
+      self->drop(ac->errstr ? ac->errstr : "connect failed");
+    } catch (...) {
+      self->logf(0, "unexpected exception in on_connect");
+    }
+  }
+
+  static void on_disconnect(const redisAsyncContext* ac, int status) {
+    Impl* self = static_cast<Impl*>(ac->data);
+    if (ac != self->pub_ && ac != self->sub_) return;  // one we freed ourselves
+    try {
+      std::string why = std::string(ac == self->pub_ ? "pub" : "sub") + " disconnected: " +
+                        (ac->errstr ? ac->errstr : (status == REDIS_OK ? "closed" : "error"));
+      if (ac == self->pub_) self->pub_ = nullptr;
+      if (ac == self->sub_) self->sub_ = nullptr;
+      self->drop(why.c_str());
+    } catch (...) {
+      self->logf(0, "unexpected exception in on_disconnect");
+    }
+  }
+
+  // A NULL reply on a context we still hold means hiredis is freeing it (connection lost).
+  void lost(redisAsyncContext* ac) {
+    const char* why = ac == pub_ ? "pub connection lost" : "sub connection lost";
+    if (ac == pub_) pub_ = nullptr;
+    if (ac == sub_) sub_ = nullptr;
+    drop(why);
+  }
+
+  static void on_pub_setup(redisAsyncContext* ac, void* r, void* privdata) {
+    Impl* self = static_cast<Impl*>(privdata);
+    const redisReply* reply = static_cast<const redisReply*>(r);
+    if (ac != self->pub_) return;
+    try {
+      if (reply == nullptr) return self->lost(ac);
+      if (reply->type == REDIS_REPLY_ERROR) {
+        self->logf(0, "pub setup refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
+        return self->drop("setup refused");
+      }
+      if (--self->pub_setup_left_ == 0) {
+        self->pub_ready_ = true;
+        self->maybe_up();
+      }
+    } catch (...) {
+      self->logf(0, "unexpected exception in a setup reply");
+    }
+  }
+
+  static void on_pub_reply(redisAsyncContext* ac, void* r, void* privdata) {
+    Impl* self = static_cast<Impl*>(privdata);
+    try {
+      self->pub_reply(ac, static_cast<const redisReply*>(r));
+    } catch (...) {
+      self->logf(0, "unexpected exception in a command reply");
+    }
+  }
+
+  void pub_reply(redisAsyncContext* ac, const redisReply* reply) {
+    assert(!inflight_.empty());
+    if (inflight_.empty()) return;
+    Pending e = std::move(inflight_.front());
+    inflight_.pop_front();
+    bool live = ac == pub_;
+    if (reply == nullptr) {
+      if (live) lost(ac);
+      call("reply", e.cb, stopping_ ? kErrStopped : kErrDisconnected, Value{});
+      return;
+    }
+    bool retried = false;
+    if (live && e.script != nullptr && reply->type == REDIS_REPLY_ERROR && starts_with(reply, "NOSCRIPT")) {
+      // The script cache was flushed. Everything sent after this EVALSHA is already in flight; new
+      // commands wait in held_ until the last of those is answered, so the EVAL retries (sent as
+      // their NOSCRIPTs come back, in order) keep their place before anything issued later.
+      if (hold_until_ == 0) {
+        hold_until_ = seq_;
+        logf(2, "NOSCRIPT: re-sending scripts with EVAL, holding new commands behind them");
+      }
+      std::string eval = eval_command(e);
+      retried = true;
+      if (!send_now(eval, e.cb, nullptr, 0)) call("reply", e.cb, kErrDisconnected, Value{});
+    }
+    if (live && hold_until_ != 0 && e.seq >= hold_until_) {
+      hold_until_ = 0;
+      logf(3, "NOSCRIPT retries sent; releasing %zu held commands", held_.size());
+      flush_held();
+    }
+    if (!retried) call("reply", e.cb, 0, to_value(reply));
+  }
+
+  // EVAL <script> <numkeys> ... from the pending EVALSHA <sha> <numkeys> ...
+  static std::string eval_command(const Pending& e) {
+    size_t header = e.cmd.find("\r\n") + 2;  // "*<argc>\r\n"
+    std::string out;
+    out.reserve(e.cmd.size() + e.script->size() + 32);
+    out.append(e.cmd, 0, header);
+    format_bulk("EVAL", &out);
+    format_bulk(*e.script, &out);
+    out.append(e.cmd, e.rest, std::string::npos);
+    return out;
+  }
+
+  // Sends on pub_ and records the callback; takes cmd and cb only on success.
+  bool send_now(std::string& cmd, ReplyCallback& cb, const std::string* script, size_t rest) {
+    if (pub_ == nullptr || !send_raw(pub_, on_pub_reply, cmd)) return false;
+    Pending e;
+    e.seq = ++seq_;
+    e.cb = std::move(cb);
+    if (script != nullptr) {
+      e.script = script;
+      e.cmd = std::move(cmd);
+      e.rest = rest;
+    }
+    inflight_.push_back(std::move(e));
+    return true;
+  }
+
+  void flush_held() {
+    std::deque<Pending> held;
+    held.swap(held_);
+    std::vector<ReplyCallback> failed;
+    for (auto& h : held) {
+      if (!send_now(h.cmd, h.cb, h.script, h.rest)) failed.push_back(std::move(h.cb));
+    }
+    for (auto& cb : failed) call("reply", cb, kErrDisconnected, Value{});
+  }
+
+  int submit(std::string cmd, ReplyCallback cb, const std::string* script, size_t rest) {
+    if (hold_until_ != 0) {
+      Pending h;
+      h.cb = std::move(cb);
+      h.script = script;
+      h.cmd = std::move(cmd);
+      h.rest = rest;
+      held_.push_back(std::move(h));
+    } else if (!send_now(cmd, cb, script, rest)) {
+      return kErrDown;
+    }
+    ++stats_.commands;
+    return kOk;
+  }
+
+  static void on_sub_reply(redisAsyncContext* ac, void* r, void* privdata) {
+    Impl* self = static_cast<Impl*>(privdata);
+    if (ac != self->sub_) return;  // a context being freed: nothing of it matters any more
+    try {
+      self->sub_reply(ac, static_cast<const redisReply*>(r));
+    } catch (...) {
+      self->logf(0, "unexpected exception in a subscription reply");
+    }
+  }
+
+  // One function for every reply on sub_ (hiredis 0.14 may hand a reply to a stale callback entry,
+  // so the reply's content, not the callback it came through, says what it is).
+  void sub_reply(redisAsyncContext* ac, const redisReply* reply) {
+    if (reply == nullptr) return lost(ac);
+    if (reply->type == REDIS_REPLY_ERROR) {
+      logf(0, "sub refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
+      return drop("subscription connection refused");
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;  // AUTH's +OK
+    const redisReply* kind = reply->element[0];
+    const redisReply* chan = reply->element[1];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
+    std::string_view k = view(kind), ch = view(chan);
+    if (k == "message") {
+      const redisReply* payload = reply->element[2];
+      if (payload->type != REDIS_REPLY_STRING) return;
+      on_message(ch, view(payload));
+    } else if (k == "subscribe") {
+      on_subscribe_reply(ch);
+    } else if (k == "unsubscribe") {
+      on_unsubscribe_reply(ch);
+    }
+  }
+
+  void on_message(std::string_view ch, std::string_view payload) {
+    if (ch == probe_channel_) return probe_back(payload);
+    auto it = chans_.find(ch);
+    if (it == chans_.end() || !it->second.wanted) return;  // unsubscribe() already returned
+    ++stats_.messages_in;
+    call("on_message", cb_.on_message, ch, payload);
+  }
+
+  void on_subscribe_reply(std::string_view ch) {
+    if (ch == probe_channel_) {
+      if (!sub_ready_) {
+        sub_ready_ = true;
+        maybe_up();
+      }
+      return;
+    }
+    auto it = chans_.find(ch);
+    if (it == chans_.end()) return;
+    Chan& c = it->second;
+    if (c.outstanding > 0) --c.outstanding;
+    if (c.outstanding == 0 && c.sent) {
+      c.confirmed = true;
+      if (c.wanted) {
+        logf(3, "subscribed %.*s", static_cast<int>(ch.size()), ch.data());
+        std::string name = it->first;  // the callback may unsubscribe and erase the entry
+        call("on_subscribed", cb_.on_subscribed, std::string_view(name));
+      }
+      return;
+    }
+    maybe_erase(it);
+  }
+
+  void on_unsubscribe_reply(std::string_view ch) {
+    auto it = chans_.find(ch);
+    if (it == chans_.end()) return;
+    if (it->second.outstanding > 0) --it->second.outstanding;
+    maybe_erase(it);
+  }
+
+  void maybe_erase(std::map<std::string, Chan, std::less<>>::iterator it) {
+    const Chan& c = it->second;
+    if (!c.wanted && !c.sent && c.outstanding == 0) chans_.erase(it);
+  }
+
+  // ---- shutdown ------------------------------------------------------------------------------
+
+  static void on_adapter_closed(void* arg) {
+    Impl* self = static_cast<Impl*>(arg);
+    --self->open_handles_;
+    self->maybe_done();  // may destroy self
+  }
+
+  static void on_timer_closed(uv_handle_t* h) {
+    Impl* self = static_cast<Impl*>(h->data);
+    --self->open_handles_;
+    self->maybe_done();  // may destroy self
+  }
+
+  // Calls done() once nothing of ours is left in the loop. Touches nothing after it.
+  void maybe_done() {
+    if (!stopping_ || done_called_ || open_handles_ != 0 || gai_active_) return;
+    done_called_ = true;
+    std::function<void()> done = std::move(done_);
+    if (!done) return;
+    try {
+      done();
+    } catch (...) {
+    }
+  }
+};
+
+// ---- Client --------------------------------------------------------------------------------------
+
+Client::Client(uv_loop_t* loop, Url url, Options options, Callbacks callbacks)
+    : impl_(std::make_unique<Impl>(loop, std::move(url), std::move(options), std::move(callbacks))) {}
+
+Client::~Client() {
+  // Destroying a started client before stop() called back would leave hiredis and libuv pointing
+  // at freed memory.
+  assert(!impl_->timers_ || impl_->done_called_);
+}
+
+int Client::start() {
+  Impl& s = *impl_;
+  if (s.state_ != State::Idle || s.stopping_) return kErrState;
+  uv_timer_init(s.loop_, &s.tick_);  // cannot fail: it only fills in the struct
+  uv_timer_init(s.loop_, &s.backoff_);
+  s.tick_.data = s.backoff_.data = &s;
+  s.timers_ = true;
+  s.open_handles_ += 2;
+  uv_timer_start(&s.tick_, Impl::on_tick, s.tick_ms(), s.tick_ms());
+
+  // hiredis writes with write(2): a peer reset would kill a process that never chose a disposition.
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, nullptr, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+    s.logf(3, "SIGPIPE was at its default action; now ignored");
+  }
+
+  s.logf(2, "starting: redis %s:%d db %d, probe channel %s", s.url_.host.c_str(), s.url_.port, s.url_.db,
+         s.probe_channel_.c_str());
+  s.begin_attempt();
+  return kOk;
+}
+
+void Client::stop(std::function<void()> done) {
+  Impl& s = *impl_;
+  if (s.stopping_) return;
+  s.stopping_ = true;
+  s.done_ = std::move(done);
+  s.state_ = State::Stopped;
+  s.logf(2, "stopping");
+  s.teardown(kErrStopped);
+  if (s.gai_active_) uv_cancel(reinterpret_cast<uv_req_t*>(&s.gai_));
+  if (!s.timers_) {
+    // Never started: close a throwaway timer so that done() still comes from the loop.
+    uv_timer_init(s.loop_, &s.tick_);
+    s.tick_.data = &s;
+    s.timers_ = true;
+    ++s.open_handles_;
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.tick_), Impl::on_timer_closed);
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&s.tick_), Impl::on_timer_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s.backoff_), Impl::on_timer_closed);
+}
+
+bool Client::up() const { return impl_->state_ == State::Up; }
+
+int Client::command(const std::vector<std::string_view>& argv, ReplyCallback cb) {
+  Impl& s = *impl_;
+  if (s.stopping_) return kErrStopped;
+  if (argv.empty()) return kErrInvalid;
+  if (s.state_ != State::Up) return kErrDown;
+  std::string cmd;
+  format_command(argv, &cmd);
+  return s.submit(std::move(cmd), std::move(cb), nullptr, 0);
+}
+
+int Client::eval(const std::string& script, const std::vector<std::string_view>& keys,
+                 const std::vector<std::string_view>& args, ReplyCallback cb) {
+  Impl& s = *impl_;
+  if (s.stopping_) return kErrStopped;
+  if (script.empty()) return kErrInvalid;
+  if (s.state_ != State::Up) return kErrDown;
+  auto it = s.scripts_.find(script);
+  if (it == s.scripts_.end()) {
+    std::string sha = sha1_hex(script);
+    if (sha.empty()) return kErrIo;
+    it = s.scripts_.emplace(script, std::move(sha)).first;
+  }
+  std::string cmd;
+  format_array_header(3 + keys.size() + args.size(), &cmd);
+  format_bulk("EVALSHA", &cmd);
+  format_bulk(it->second, &cmd);
+  size_t rest = cmd.size();
+  format_bulk(std::to_string(keys.size()), &cmd);
+  for (auto k : keys) format_bulk(k, &cmd);
+  for (auto a : args) format_bulk(a, &cmd);
+  return s.submit(std::move(cmd), std::move(cb), &it->first, rest);
+}
+
+void Client::subscribe(std::string_view channel) {
+  Impl& s = *impl_;
+  if (s.stopping_) return;
+  auto it = s.chans_.find(channel);
+  if (it == s.chans_.end()) it = s.chans_.emplace(std::string(channel), Chan{}).first;
+  Chan& c = it->second;
+  if (c.wanted) return;
+  c.wanted = true;
+  ++s.wanted_count_;
+  s.logf(3, "subscribe %.*s", static_cast<int>(channel.size()), channel.data());
+  if (s.sub_ != nullptr && !c.sent && s.send_argv(s.sub_, Impl::on_sub_reply, {"SUBSCRIBE", channel})) {
+    c.sent = true;
+    c.confirmed = false;
+    ++c.outstanding;
+  }
+}
+
+void Client::unsubscribe(std::string_view channel) {
+  Impl& s = *impl_;
+  if (s.stopping_) return;
+  auto it = s.chans_.find(channel);
+  if (it == s.chans_.end() || !it->second.wanted) return;
+  Chan& c = it->second;
+  c.wanted = false;
+  c.confirmed = false;
+  --s.wanted_count_;
+  s.logf(3, "unsubscribe %.*s", static_cast<int>(channel.size()), channel.data());
+  if (s.sub_ != nullptr && c.sent && s.send_argv(s.sub_, Impl::on_sub_reply, {"UNSUBSCRIBE", channel})) {
+    c.sent = false;
+    ++c.outstanding;
+  }
+  s.maybe_erase(it);
+}
+
+bool Client::is_subscribed(std::string_view channel) const {
+  const Impl& s = *impl_;
+  auto it = s.chans_.find(channel);
+  return it != s.chans_.end() && it->second.wanted && it->second.confirmed;
+}
+
+Client::Stats Client::stats() const {
+  Stats st = impl_->stats_;
+  st.subscriptions = impl_->wanted_count_;
+  return st;
+}
+
+}  // namespace roomcast::redis

@@ -1,0 +1,133 @@
+// redis/client.h: the Redis broker of one roomcast process: pipelined commands, Pub/Sub, reconnects.
+// Rule: nothing from hiredis or server/ is visible here; payloads are opaque bytes; errors are values.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace roomcast::redis {
+
+// Error codes: every function that can fail returns 0 or one of these (all negative).
+enum Errc : int {
+  kOk = 0,
+  kErrInvalid = -1,       // bad argument (empty argv, malformed URL, ...)
+  kErrDown = -2,          // the client is not connected: the command was not sent, no callback
+  kErrDisconnected = -3,  // the connection dropped before the reply came (callback status)
+  kErrStopped = -4,       // stop() was called (as a return value: no callback; as a status: dropped)
+  kErrState = -5,         // call not allowed in this state (start() twice, start() after stop())
+  kErrIo = -6,            // libuv or hiredis refused a resource (timer, poll, socket)
+};
+// A stable lower-case name for an Errc ("ok", "down", ...); "unknown" for anything else.
+const char* error_name(int err);
+
+struct Url {
+  std::string host = "127.0.0.1";  // name or IP literal (an IPv6 literal is written [::1] in a URL)
+  int port = 6379;                 // 1..65535
+  int db = 0;                      // SELECT index, >= 0
+  std::string user;                // ACL user (AUTH user password); empty: AUTH password
+  std::string password;            // AUTH password; empty: no AUTH
+};
+// Parses redis://[[user]:password@]host[:port][/db], as redis-cli does: "pw@host" and ":pw@host" carry
+// a password only; userinfo may be %XX-encoded. Other schemes (rediss://) are refused.
+// Returns 0 and fills *out, or kErrInvalid and leaves *out untouched.
+int parse_url(std::string_view text, Url* out);
+
+struct Options {
+  std::string instance_id;  // e.g. "host:pid": names the probe channel and tags every log line
+  std::string prefix;       // prepended to the probe channel name (callers prefix their own channels)
+  uint64_t probe_interval_ms = 1000;  // one probe PUBLISH per interval while up
+  uint64_t probe_deadline_ms = 3000;  // a probe not back by then: declared down, both connections rebuilt
+  uint64_t connect_timeout_ms = 3000; // both connections ready within this, or the attempt is abandoned
+  uint64_t backoff_min_ms = 100, backoff_max_ms = 2000;  // capped exponential backoff with jitter
+  size_t resubscribe_batch = 500;     // SUBSCRIBE channels per command when re-subscribing
+  int log_level = 2;                  // lines above this level are not even formatted
+  std::function<void(int level, const std::string& line)> log;  // level: 0 error,1 warn,2 info,3 debug
+};
+
+// An owned copy of one Redis reply (RESP2 types).
+struct Value {
+  enum class Type : uint8_t { Nil, String, Integer, Array, Status, Error };
+  Type type = Type::Nil;
+  std::string str;              // the bytes of a String, Status or Error
+  long long integer = 0;        // the value of an Integer
+  std::vector<Value> elements;  // the items of an Array
+  bool is_nil() const { return type == Type::Nil; }
+  bool is_error() const { return type == Type::Error; }
+};
+
+// Status 0 with the reply (a Redis error reply is status 0 with reply.type == Error), or a negative
+// Errc (kErrDisconnected, kErrStopped) with a Nil reply when the connection went away first.
+using ReplyCallback = std::function<void(int status, const Value& reply)>;
+
+// Two connections to one Redis: "pub" for commands, "sub" for SUBSCRIBE. Both are rebuilt together
+// after any failure (drop, error reply to setup, probe timeout, connect timeout), with backoff.
+//
+//   start() --> CONNECTING --both ready--> UP --drop/probe timeout--> BACKOFF --timer--> CONNECTING
+//                   |  ^                                                 ^
+//                   |  +------------------- timer -----------------------+
+//                   +--- failure / connect timeout ----------------------+
+//   stop() from any state --> STOPPED (done() once every handle is closed)
+//
+// Single-threaded: every method must be called on the loop's thread. Callbacks may call any method,
+// including stop(); the Client must not be destroyed inside one of its callbacks other than done().
+class Client {
+ public:
+  struct Callbacks {
+    std::function<void(std::string_view channel, std::string_view payload)> on_message;
+    std::function<void(std::string_view channel)> on_subscribed;  // Redis confirmed SUBSCRIBE (again after each reconnect)
+    std::function<void(bool up)> on_state;  // up: both contexts connected and ready; called on every change
+  };
+  struct Stats {
+    uint64_t reconnects;     // times the client came back up after having been up and lost it
+    uint64_t commands;       // commands accepted (command() and eval() that returned 0)
+    uint64_t messages_in;    // messages handed to on_message
+    uint64_t subscriptions;  // channels currently wanted (subscribe()d and not unsubscribe()d)
+  };
+
+  Client(uv_loop_t* loop, Url url, Options options, Callbacks callbacks);
+  ~Client();  // only before start() or after stop() has called back
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Starts connecting; never blocks; Redis down at start is fine (keeps retrying).
+  // Returns 0, or kErrState if already started or stopped.
+  int start();
+  // Closes contexts, timers and polls; fails accepted commands with kErrStopped; calls no other
+  // callback afterwards; done() once every handle is closed (never from inside stop()).
+  // Only the first call counts. Also valid if start() was never called.
+  void stop(std::function<void()> done);
+  bool up() const;
+
+  // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once later),
+  // kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
+  // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
+  int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
+  // EVALSHA with the script's SHA-1 (computed once), falling back to EVAL on NOSCRIPT, keeping the
+  // order of every command issued after the NOSCRIPT. Returns as command().
+  int eval(const std::string& script, const std::vector<std::string_view>& keys,
+           const std::vector<std::string_view>& args, ReplyCallback cb);
+
+  // The set of channels wanted. Idempotent; the set survives reconnects: after every reconnect all
+  // wanted channels are re-subscribed in batches and on_subscribed fires again for each.
+  // on_message is called only for wanted channels (none after unsubscribe() returns).
+  void subscribe(std::string_view channel);
+  void unsubscribe(std::string_view channel);
+  // True once Redis confirmed the latest SUBSCRIBE of a wanted channel on the current connection.
+  bool is_subscribed(std::string_view channel) const;
+
+  Stats stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace roomcast::redis
