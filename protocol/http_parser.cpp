@@ -25,6 +25,16 @@ namespace {
 
 HttpParser* self(llhttp_t* p) { return static_cast<HttpParser*>(p->data); }
 
+// RFC 9110 token: a header name is one, and llhttp 8.1 lets some non-token bytes through.
+bool is_token(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (std::isalnum(c)) continue;
+    if (!std::strchr("!#$%&'*+-.^_`|~", c) || c == 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 HttpParser::HttpParser(HttpLimits limits) : impl_(std::make_unique<Impl>()), limits_(limits) {
@@ -56,6 +66,10 @@ HttpParser::HttpParser(HttpLimits limits) : impl_(std::make_unique<Impl>()), lim
   s.on_header_field_complete = [](llhttp_t* p) {
     HttpParser* h = self(p);
     if (h->request_.headers.size() + 1 > h->limits_.max_headers) return -1;
+    if (!is_token(h->field_)) {
+      h->bad_field_ = true;
+      return -1;
+    }
     return 0;
   };
   s.on_header_value = [](llhttp_t* p, const char* at, size_t len) {
@@ -150,8 +164,8 @@ HttpResult HttpParser::feed(const char* data, size_t len, size_t* consumed) {
     *consumed = used;
     return HttpResult::Upgrade;
   }
-  if (request_.headers.size() + 1 > limits_.max_headers && err == HPE_CB_HEADER_FIELD_COMPLETE)
-    return fail(431, "too many headers");
+  if (err == HPE_CB_HEADER_FIELD_COMPLETE)
+    return bad_field_ ? fail(400, "invalid header name") : fail(431, "too many headers");
   if (err == HPE_CB_HEADERS_COMPLETE) {
     if (request_.header("transfer-encoding")) return fail(400, "Transfer-Encoding is not accepted");
     return fail(400, "a body is not accepted here");
@@ -163,7 +177,7 @@ void HttpParser::next() {
   request_ = HttpRequest();
   field_.clear();
   value_.clear();
-  in_value_ = head_done_ = started_ = complete_ = false;
+  in_value_ = head_done_ = started_ = complete_ = bad_field_ = false;
   head_bytes_ = 0;
   tail_ = 0;
   llhttp_resume(&impl_->parser);

@@ -63,6 +63,7 @@ class HttpParser {
   bool head_done_ = false;          // the pre-scan saw the end of the head
   bool started_ = false;            // bytes of a request seen
   bool complete_ = false;           // on_message_complete fired
+  bool bad_field_ = false;          // a header name was not a token
   size_t head_bytes_ = 0;           // bytes of the head scanned so far
   uint32_t tail_ = 0;               // last bytes seen by the pre-scan, for CRLFCRLF and bare CR
   int error_status_ = 0;

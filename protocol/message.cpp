@@ -176,6 +176,13 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
   return fail(err, ErrorCode::UnknownType, "unknown type");
 }
 
+std::string json_quote(std::string_view text) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  put(w, text);
+  return done(buf);
+}
+
 std::string encode_user(const User& user) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
@@ -332,6 +339,26 @@ std::string chat_event_prefix(std::string_view room_id, const User& user, std::s
   // Drop the empty id's closing quote and the brace: the caller appends id + kChatEventSuffix.
   out.resize(out.size() - kChatEventSuffix.size());
   return out;
+}
+
+bool is_chat_event(std::string_view event) { return event.rfind("{\"type\":\"chat\"", 0) == 0; }
+
+std::string presence_user_id(std::string_view event) {
+  if (event.rfind("{\"type\":\"presence\"", 0) != 0) return {};
+  rapidjson::Document doc;
+  doc.Parse(event.data(), event.size());
+  if (doc.HasParseError() || !doc.IsObject()) return {};
+  const rapidjson::Value* user = field(doc, "user");
+  const rapidjson::Value* id = user && user->IsObject() ? field(*user, "id") : nullptr;
+  return id && id->IsString() ? std::string(id->GetString(), id->GetStringLength()) : std::string();
+}
+
+int64_t chat_event_ts(std::string_view event) {
+  size_t pos = event.find("\"ts\":");
+  if (pos == std::string_view::npos) return -1;
+  int64_t v = 0;
+  for (size_t i = pos + 5; i < event.size() && event[i] >= '0' && event[i] <= '9'; i++) v = v * 10 + (event[i] - '0');
+  return v;
 }
 
 std::string_view chat_event_id(std::string_view event) {

@@ -59,6 +59,16 @@ constexpr std::string_view kChatEventSuffix = "\"}";
 // Reads "id" of a chat event produced above (the text between the last "\"id\":\"" and the end).
 std::string_view chat_event_id(std::string_view event);
 
+// True when the event (as produced here) is a chat event.
+bool is_chat_event(std::string_view event);
+// For a presence event, the id of the user it is about; empty for any other event.
+std::string presence_user_id(std::string_view event);
+// The "ts" of a chat event produced by chat_event_prefix, or -1.
+int64_t chat_event_ts(std::string_view event);
+
+// Returns text as a JSON string literal, quotes included.
+std::string json_quote(std::string_view text);
+
 // JSON-encodes a User ({"id":..,"name":..}).
 std::string encode_user(const User& user);
 // Parses a User object encoded by encode_user. Returns false when it is not a valid user.

@@ -1,5 +1,5 @@
 // One client TCP connection: HTTP requests, the upgrade, WebSocket messages, the close handshake.
-// Rule: at most one uv_write in flight; everything queued meanwhile goes out in the next one.
+// Rule: bytes queued during one loop turn go out in one uv_write (coalesced at the check phase).
 #include "server/connection.h"
 
 #include <cassert>
@@ -54,7 +54,7 @@ Connection::Connection(Server* server, uint64_t id) : server_(server), id_(id) {
 
 Connection::~Connection() {
   ws_.reset(server_->frames());
-  for (SharedBuf* b : pending_) b->unref();
+  drop_pending();
 }
 
 Connection* Connection::accept(Server* server, uv_stream_t* listener) {
@@ -174,7 +174,7 @@ bool Connection::on_ws_event(const WsEvent& ev) {
         close_ws(code, "");
       }
       close_after_flush_ = true;
-      if (!inflight_ && pending_.empty()) close_now();
+      if (writes_in_flight_ == 0 && pending_.empty()) close_now();
       return false;
   }
   return true;
@@ -189,22 +189,27 @@ void Connection::send(SharedBuf* buf) {
     buf->unref();
     return;
   }
-  if (state_ == State::WebSocket && out_bytes_ + buf->size() > server_->config().max_outbound) {
-    // A slow reader: drop what it has not taken and close it at the next flush, not here, since
-    // send() runs inside fan-out loops that must not see members vanish.
-    buf->unref();
-    overflowed_ = true;
-    for (SharedBuf* b : pending_) {
-      out_bytes_ -= b->size();
-      b->unref();
-    }
-    pending_.clear();
-    server_->mark_dirty(this);
-    return;
-  }
   pending_.push_back(buf);
-  out_bytes_ += buf->size();
+  pending_bytes_ += buf->size();
+  if (state_ == State::WebSocket && pending_bytes_ + write_queue_size() > server_->config().max_outbound) {
+    // Before judging, let the kernel take what it can: bytes it accepted are not unsent.
+    write_out();
+    if (state_ == State::WebSocket && pending_bytes_ + write_queue_size() > server_->config().max_outbound) {
+      // A slow reader: drop what it has not taken and close it at the next flush, not here, since
+      // send() runs inside fan-out loops that must not see members vanish.
+      overflowed_ = true;
+      drop_pending();
+    }
+  }
   server_->mark_dirty(this);
+}
+
+size_t Connection::write_queue_size() const { return uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)); }
+
+void Connection::drop_pending() {
+  for (SharedBuf* b : pending_) b->unref();
+  pending_.clear();
+  pending_bytes_ = 0;
 }
 
 void Connection::send_text(std::string_view json) {
@@ -229,7 +234,7 @@ void Connection::close_ws(uint16_t code, std::string_view reason) {
   enter_closing();
   // The close frame is not counted against --max-outbound: it must be able to go out.
   pending_.push_back(SharedBuf::make(std::move(frame)));
-  out_bytes_ += pending_.back()->size();
+  pending_bytes_ += pending_.back()->size();
   server_->mark_dirty(this);
   if (close_received_) close_after_flush_ = true;
 }
@@ -245,26 +250,32 @@ void Connection::close_now() {
   if (state_ == State::WebSocket) server_->hub().on_close(*this);
   state_ = State::Closed;
   DeadlineList::remove(&deadline);
-  for (SharedBuf* b : pending_) {
-    out_bytes_ -= b->size();
-    b->unref();
-  }
-  pending_.clear();
+  drop_pending();
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), ConnectionIo::on_close);
 }
 
 void Connection::flush() {
+  if (write_failed_) {
+    close_now();
+    return;
+  }
   if (overflowed_ && state_ == State::WebSocket) {
     server_->metrics().slow_consumer_drops++;
     LOG_INFO("conn %llu: slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, server_->config().max_outbound);
     close_ws(protocol::kClosePolicy, "slow consumer");
   }
-  if (inflight_ || pending_.empty() || state_ == State::Closed) return;
+  write_out();
+}
+
+void Connection::write_out() {
+  if (pending_.empty() || state_ == State::Closed || write_failed_) return;
   WriteOp* op = new WriteOp();
   op->req.data = op;
   op->conn = this;
   op->bufs.swap(pending_);
+  op->bytes = pending_bytes_;
+  pending_bytes_ = 0;
   uv_buf_t small[16];
   std::vector<uv_buf_t> large;
   uv_buf_t* bufs = small;
@@ -272,34 +283,32 @@ void Connection::flush() {
     large.resize(op->bufs.size());
     bufs = large.data();
   }
-  for (size_t i = 0; i < op->bufs.size(); i++) {
+  for (size_t i = 0; i < op->bufs.size(); i++)
     bufs[i] = uv_buf_init(const_cast<char*>(op->bufs[i]->data()), static_cast<unsigned>(op->bufs[i]->size()));
-    op->bytes += op->bufs[i]->size();
-  }
-  inflight_ = op;
+  // libuv writes at once what the kernel takes and queues the rest (write_queue_size).
   int r = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(op->bufs.size()), ConnectionIo::on_write);
   if (r != 0) {
-    inflight_ = nullptr;
+    // Closed at the next flush, never here: write_out() runs inside fan-out loops.
     for (SharedBuf* b : op->bufs) b->unref();
-    out_bytes_ -= op->bytes;
     delete op;
-    close_now();
+    write_failed_ = true;
+    server_->mark_dirty(this);
+    return;
   }
+  writes_in_flight_++;
 }
 
 void Connection::on_write_done(WriteOp* op, int status) {
   for (SharedBuf* b : op->bufs) b->unref();
-  out_bytes_ -= op->bytes;
   if (status == 0) server_->metrics().bytes_out += op->bytes;
-  inflight_ = nullptr;
+  writes_in_flight_--;
   delete op;
   if (state_ == State::Closed) return;
   if (status != 0) {
     close_now();
     return;
   }
-  if (!pending_.empty()) flush();
-  else if (close_after_flush_) close_now();
+  if (close_after_flush_ && writes_in_flight_ == 0 && pending_.empty()) close_now();
 }
 
 void Connection::on_deadline(DeadlineList* list, uint64_t now_ms) {

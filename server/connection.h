@@ -1,5 +1,6 @@
 // One client TCP connection: HTTP requests, the upgrade, WebSocket messages, the close handshake.
 // Rule: the object is freed only in its uv_close callback; everything else marks and returns.
+// "Unsent" (for --max-outbound) is what is queued here plus what libuv could not yet hand to the kernel.
 //
 //   accept ──> Http ──(101)──> WebSocket ──(close sent or received)──> Closing ──> [uv_close] ──> freed
 //               │  ▲ keep-alive     │ ping every interval; no traffic     │ peer's close, EOF,
@@ -44,7 +45,8 @@ class Connection {
   void close_ws(uint16_t code, std::string_view reason);
   // Closes the socket now; the object is freed in the close callback.
   void close_now();
-  // Hands queued bytes to uv_write (called once per loop turn for dirty connections).
+  // Acts on an overflow or a failed write, then hands queued bytes to uv_write (called once per
+  // loop turn for dirty connections, outside any fan-out).
   void flush();
   // The deadline of list (the list it was popped from) passed.
   void on_deadline(DeadlineList* list, uint64_t now_ms);
@@ -55,7 +57,8 @@ class Connection {
   bool identified() const { return identified_; }
   void set_identified() { identified_ = true; }
   Membership& membership() { return membership_; }
-  size_t outbound_bytes() const { return out_bytes_; }
+  // Bytes queued and not yet taken by the kernel.
+  size_t outbound_bytes() const { return pending_bytes_ + write_queue_size(); }
 
   Connection* next_dirty = nullptr;  // the server's list of connections with queued bytes
   bool dirty = false;                // in that list
@@ -73,6 +76,9 @@ class Connection {
   bool on_ws_event(const protocol::WsEvent& ev);
   void on_write_done(struct WriteOp* op, int status);
   void enter_closing();
+  void drop_pending();
+  void write_out();
+  size_t write_queue_size() const;
 
   uv_tcp_t tcp_;                                  // the socket; tcp_.data == this
   Server* server_;                                // owns every connection
@@ -80,8 +86,8 @@ class Connection {
   std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
   protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle
   std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
-  struct WriteOp* inflight_ = nullptr;            // the one uv_write under way
-  size_t out_bytes_ = 0;                          // pending + in-flight bytes
+  size_t pending_bytes_ = 0;                      // total size of pending_
+  uint32_t writes_in_flight_ = 0;                 // uv_write requests not yet called back
   protocol::User user_;                           // identity (anonymous until named)
   Membership membership_;                         // rooms joined
   double tokens_ = 0;                             // rate-limit bucket
@@ -94,6 +100,7 @@ class Connection {
   bool close_received_ = false;                   // the peer's close frame arrived
   bool decoder_dead_ = false;                     // input is ignored (violation, or close seen)
   bool overflowed_ = false;                       // over --max-outbound: closed 1008 at the next flush
+  bool write_failed_ = false;                     // uv_write refused: closed at the next flush
 };
 
 }  // namespace roomcast::server
