@@ -50,6 +50,18 @@ User anonymous_user() {
   return User{"anon-" + random_base32(12), "guest-" + random_base32(4)};
 }
 
+bool valid_message_id(std::string_view id) {
+  size_t dash = id.find('-');
+  auto digits = [](std::string_view s) {
+    if (s.empty() || s.size() > 19) return false;
+    for (char c : s)
+      if (c < '0' || c > '9') return false;
+    return true;
+  };
+  if (dash == std::string_view::npos) return digits(id);
+  return digits(id.substr(0, dash)) && digits(id.substr(dash + 1));
+}
+
 int compare_message_ids(std::string_view a, std::string_view b) {
   while (!a.empty() || !b.empty()) {
     size_t da = a.find('-'), db = b.find('-');

@@ -26,6 +26,9 @@ std::string new_room_id();
 // The identity given to a connection that has not named itself.
 User anonymous_user();
 
+// True for a message id: digits, optionally "-" and digits ("1700000000000-3"), each part at most 19 digits.
+bool valid_message_id(std::string_view id);
+
 // Compares two message ids ("<ms>-<seq>", or any dash-separated numbers) part by part.
 // Returns <0, 0 or >0. Parts that are not numbers compare as 0.
 int compare_message_ids(std::string_view a, std::string_view b);

@@ -156,7 +156,8 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
     msg->type = MsgType::Join;
     if (!read_room(doc, true, msg, err) || !read_optional_user(doc, t == "join_room", msg, err)) return false;
     if (const rapidjson::Value* s = field(doc, "since")) {
-      if (!s->IsString()) return fail(err, ErrorCode::BadRequest, "since must be a message id string");
+      if (!s->IsString() || !valid_message_id(std::string_view(s->GetString(), s->GetStringLength())))
+        return fail(err, ErrorCode::BadRequest, "since must be a message id such as \"1700000000000-0\"");
       msg->since = std::string(s->GetString(), s->GetStringLength());
     }
     return true;

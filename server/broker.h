@@ -40,6 +40,10 @@ class Broker {
   virtual int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) = 0;
   // Publishes any other event (presence). Returns 0 or a negative error.
   virtual int publish_event(std::string_view room, std::string_view payload) = 0;
+  // Reads the room's retained chat events, oldest first: those after `since` when it is not empty,
+  // else the last `limit`. truncated: events after `since` were dropped from the history. Returns 0
+  // (done called once, maybe at once) or a negative error (done never called).
+  virtual int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) = 0;
   virtual uint64_t reconnects() const { return 0; }
   virtual size_t subscriptions() const = 0;
 };

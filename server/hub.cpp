@@ -131,12 +131,40 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
 }
 
 void Hub::activate(Room* room, Room::Entry& e) {
+  // Subscribed: read the history, then answer `joined`. Live events that arrive meanwhile are held
+  // so the joiner gets them after its history, with nothing twice and nothing missing.
   Connection* c = static_cast<Connection*>(e.member->owner);
-  std::string ref = e.wait ? e.wait->ref : std::string();
-  e.active = true;
-  e.wait.reset();
-  c->send_text(protocol::encode_joined(room->id, c->user(), local_members(room->id), {}, false, ref));
-  server_->broker().publish_event(room->id, protocol::encode_presence(true, room->id, c->user()));
+  e.wait->fetching = true;
+  room->history_pending++;
+  uint64_t conn_id = c->id();
+  std::string room_id = room->id;
+  auto done = [this, conn_id, room_id](int status, std::vector<std::string> events, bool truncated) {
+    finish_join(conn_id, room_id, status, std::move(events), truncated);
+  };
+  size_t limit = static_cast<size_t>(server_->config().history);
+  std::string since = e.wait->since;
+  if (limit == 0 || server_->broker().history(room_id, since, limit, done) < 0) done(-1, {}, false);
+}
+
+void Hub::finish_join(uint64_t conn_id, const std::string& room_id, int status, std::vector<std::string> events, bool truncated) {
+  Room* room = rooms_.find(room_id);
+  if (!room) return;
+  if (room->history_pending > 0) room->history_pending--;
+  Connection* c = server_->find(conn_id);
+  Room::Entry* e = c && c->is_websocket() ? room->find(&c->membership()) : nullptr;
+  if (e && !e->active && e->wait && e->wait->fetching) {
+    if (status < 0) LOG_WARN("room %s: history unavailable; joined without it", room_id.c_str());
+    std::string ref = std::move(e->wait->ref), since = std::move(e->wait->since);
+    e->active = true;
+    e->wait.reset();
+    std::string threshold = events.empty() ? since : std::string(protocol::chat_event_id(events.back()));
+    c->send_text(protocol::encode_joined(room->id, c->user(), local_members(room->id), events, truncated, ref));
+    for (const std::string& held : room->held) {
+      if (threshold.empty() || protocol::compare_message_ids(protocol::chat_event_id(held), threshold) > 0) c->send_text(held);
+    }
+    server_->broker().publish_event(room->id, protocol::encode_presence(true, room->id, c->user()));
+  }
+  if (room->history_pending == 0 && !room->backfilling) room->held.clear();
 }
 
 void Hub::leave(Connection& c, const std::string& room_id, const std::string& ref) {
@@ -252,18 +280,25 @@ void Hub::on_broker_message(std::string_view room_id, std::string_view payload) 
   server_->metrics().broker_messages_in++;
   Room* room = rooms_.find(room_id);
   if (!room) return;
-  std::string skip;
-  if (protocol::is_chat_event(payload)) {
-    room->last_id = std::string(protocol::chat_event_id(payload));
-    int64_t ts = protocol::chat_event_ts(payload);
-    if (ts > 0) {
-      double ms = wall_ms_precise() - static_cast<double>(ts);
-      server_->metrics().observe_latency(ms < 0 ? 0 : ms);
-    }
-  } else {
-    skip = protocol::presence_user_id(payload);  // the joiner gets no presence about itself
+  if (!protocol::is_chat_event(payload)) {
+    fan_out(room, payload, protocol::presence_user_id(payload));  // the joiner gets no presence about itself
+    return;
   }
-  fan_out(room, payload, skip);
+  if (room->history_pending > 0 || room->backfilling) room->held.emplace_back(payload);
+  if (!room->backfilling) deliver_chat(room, payload);
+}
+
+void Hub::deliver_chat(Room* room, std::string_view event) {
+  std::string_view id = protocol::chat_event_id(event);
+  // Ids grow within a room, so an id not above the last one is a copy (a backfill overlapping live).
+  if (!room->last_id.empty() && protocol::compare_message_ids(id, room->last_id) <= 0) return;
+  room->last_id = std::string(id);
+  int64_t ts = protocol::chat_event_ts(event);
+  if (ts > 0) {
+    double ms = wall_ms_precise() - static_cast<double>(ts);
+    server_->metrics().observe_latency(ms < 0 ? 0 : ms);
+  }
+  fan_out(room, event, {});
 }
 
 void Hub::fan_out(Room* room, std::string_view payload, std::string_view skip_user) {
@@ -290,9 +325,29 @@ void Hub::on_broker_subscribed(std::string_view room_id) {
     room->sub = SubState::Subscribed;
     LOG_DEBUG("room %s: subscribed", room->id.c_str());
     for (Room::Entry& e : room->members)
-      if (!e.active) activate(room, e);
+      if (!e.active && e.wait && !e.wait->fetching) activate(room, e);
     member_removed(room);  // everyone left before the confirmation: linger, then unsubscribe
+    return;
   }
+  if (room->sub != SubState::Subscribed || room->last_id.empty() || room->backfilling) return;
+  // Subscribed again after a broker reconnect: fill the gap from the history before going live.
+  LOG_DEBUG("room %s: resubscribed; back-filling after %s", room->id.c_str(), room->last_id.c_str());
+  room->backfilling = true;
+  std::string id = room->id;
+  auto done = [this, id](int status, std::vector<std::string> events, bool) { finish_backfill(id, status, std::move(events)); };
+  if (server_->broker().history(room->id, room->last_id, 0, done) < 0) done(-1, {}, false);
+}
+
+void Hub::finish_backfill(const std::string& room_id, int status, std::vector<std::string> events) {
+  Room* room = rooms_.find(room_id);
+  if (!room) return;
+  room->backfilling = false;
+  if (status < 0) LOG_WARN("room %s: back-fill failed; members may miss messages sent during the outage", room_id.c_str());
+  for (const std::string& e : events) deliver_chat(room, e);
+  std::vector<std::string> held;
+  held.swap(room->held);
+  for (const std::string& e : held) deliver_chat(room, e);
+  if (room->history_pending > 0) room->held = std::move(held);  // joiners still need them
 }
 
 void Hub::on_broker_state(bool up) {

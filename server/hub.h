@@ -46,6 +46,9 @@ class Hub : public BrokerEvents {
   void chat(Connection& c, protocol::ClientMessage& m);
   void adopt_user(Connection& c, const std::optional<protocol::User>& user);
   void activate(Room* room, Room::Entry& e);
+  void finish_join(uint64_t conn_id, const std::string& room_id, int status, std::vector<std::string> events, bool truncated);
+  void finish_backfill(const std::string& room_id, int status, std::vector<std::string> events);
+  void deliver_chat(Room* room, std::string_view event);
   void member_removed(Room* room);
   void unsubscribe(Room* room);
   void error(Connection& c, protocol::ErrorCode code, std::string_view message, std::string_view ref);

@@ -3,6 +3,8 @@
 // stream order and the channel order are the same order, and the id comes from the stream.
 #include "server/redis_broker.h"
 
+#include <algorithm>
+
 #include "redis/client.h"
 #include "server/log.h"
 
@@ -11,12 +13,49 @@ namespace roomcast::server {
 namespace {
 
 // KEYS[1] stream, KEYS[2] channel; ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length,
-// ARGV[4] stream TTL in ms. The stream keeps only the prefix; an event is prefix .. id .. suffix.
+// ARGV[4] stream TTL in ms. The stream keeps prefix and suffix; an event is p .. id .. s.
 const char* kPublishScript =
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[1])\n"
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[1], 's', ARGV[2])\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return id\n";
+
+// KEYS[1] stream; ARGV[1] since ('' for none), ARGV[2] count. Returns {truncated, entries}, where
+// truncated is 1 when the stream dropped an entry newer than since (XINFO's max-deleted-entry-id).
+const char* kHistoryScript =
+    "local since, entries, truncated = ARGV[1], nil, 0\n"
+    "if since == '' then\n"
+    "  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[2])\n"
+    "else\n"
+    "  entries = redis.call('XRANGE', KEYS[1], '(' .. since, '+')\n"
+    "  if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "    local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
+    "    for i = 1, #info, 2 do\n"
+    "      if info[i] == 'max-deleted-entry-id' then\n"
+    "        local a1, a2 = string.match(since, '^(%d+)-?(%d*)$')\n"
+    "        local b1, b2 = string.match(info[i + 1], '^(%d+)-(%d+)$')\n"
+    "        a1, a2, b1, b2 = tonumber(a1), tonumber(a2) or 0, tonumber(b1), tonumber(b2)\n"
+    "        if a1 < b1 or (a1 == b1 and a2 < b2) then truncated = 1 end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {truncated, entries}\n";
+
+// Rebuilds one event from an XRANGE entry [id, [field, value, ...]].
+bool entry_event(const redis::Value& entry, std::string* out) {
+  if (entry.type != redis::Value::Type::Array || entry.elements.size() != 2) return false;
+  const redis::Value& fields = entry.elements[1];
+  const std::string* p = nullptr;
+  const std::string* s = nullptr;
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    if (fields.elements[i].str == "p") p = &fields.elements[i + 1].str;
+    if (fields.elements[i].str == "s") s = &fields.elements[i + 1].str;
+  }
+  if (!p || !s) return false;
+  *out = *p + entry.elements[0].str + *s;
+  return true;
+}
 
 constexpr const char* kHistoryTtlMs = "604800000";  // a week without a message and the history goes
 
@@ -60,6 +99,26 @@ class RedisBroker : public Broker {
                              if (status == 0) LOG_WARN("redis: publish script failed: %s", reply.str.c_str());
                              done(status < 0 ? status : -1, {});
                            }
+                         });
+  }
+
+  int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) override {
+    std::string stream = channel(room) + ":log", count = std::to_string(limit > 0 ? limit : 1);
+    bool newest_first = since.empty();
+    return client_->eval(kHistoryScript, {stream}, {since, count},
+                         [done = std::move(done), newest_first](int status, const redis::Value& reply) {
+                           std::vector<std::string> events;
+                           if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) {
+                             if (status == 0) LOG_WARN("redis: history script failed: %s", reply.str.c_str());
+                             done(status < 0 ? status : -1, {}, false);
+                             return;
+                           }
+                           for (const redis::Value& e : reply.elements[1].elements) {
+                             std::string event;
+                             if (entry_event(e, &event)) events.push_back(std::move(event));
+                           }
+                           if (newest_first) std::reverse(events.begin(), events.end());
+                           done(0, std::move(events), reply.elements[0].integer == 1);
                          });
   }
 

@@ -28,8 +28,9 @@ enum class SubState : uint8_t {
 
 // A join that waits for the room's subscription: what its `joined` reply must carry.
 struct JoinWait {
-  std::string ref;    // the join's ref, as JSON text
-  std::string since;  // resume after this id (empty: none)
+  std::string ref;        // the join's ref, as JSON text
+  std::string since;      // resume after this id (empty: none)
+  bool fetching = false;  // subscribed; the history read for `joined` is under way
 };
 
 struct Room {
@@ -43,8 +44,9 @@ struct Room {
   SubState sub = SubState::None;  // broker subscription
   uint64_t linger_until = 0;      // loop ms, while Lingering
   std::string last_id;            // id of the last chat event delivered here
-  bool backfilling = false;       // a history read after a reconnect is under way
-  std::vector<std::string> held;  // live chat events held back while backfilling
+  bool backfilling = false;       // a history read after a broker reconnect is under way
+  uint32_t history_pending = 0;   // history reads for joining members under way
+  std::vector<std::string> held;  // live chat events seen while either kind of read is under way
 
   Entry* find(const Membership* m);
   size_t active_count() const;
