@@ -461,10 +461,11 @@ struct Client::Impl {
 
   // A NULL reply on a context we still hold means hiredis is freeing it (connection lost).
   void lost(redisAsyncContext* ac) {
-    const char* why = ac == pub_ ? "pub connection lost" : "sub connection lost";
+    std::string why = std::string(ac == pub_ ? "pub" : "sub") + " connection lost: " +
+                      (ac->c.err ? ac->c.errstr : "closed");
     if (ac == pub_) pub_ = nullptr;
     if (ac == sub_) sub_ = nullptr;
-    drop(why);
+    drop(why.c_str());
   }
 
   static void on_pub_setup(redisAsyncContext* ac, void* r, void* privdata) {
@@ -474,7 +475,8 @@ struct Client::Impl {
     try {
       if (reply == nullptr) return self->lost(ac);
       if (reply->type == REDIS_REPLY_ERROR) {
-        self->logf(0, "pub setup refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
+        // AUTH refused, or -LOADING while Redis reads its dataset: retry with backoff.
+        self->logf(1, "pub setup refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
         return self->drop("setup refused");
       }
       if (--self->pub_setup_left_ == 0) {
@@ -594,7 +596,7 @@ struct Client::Impl {
   void sub_reply(redisAsyncContext* ac, const redisReply* reply) {
     if (reply == nullptr) return lost(ac);
     if (reply->type == REDIS_REPLY_ERROR) {
-      logf(0, "sub refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
+      logf(1, "sub refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
       return drop("subscription connection refused");
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;  // AUTH's +OK

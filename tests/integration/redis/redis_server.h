@@ -132,8 +132,8 @@ class RedisServer {
   // Kills the server (SIGKILL by default, like a crash) and reaps it.
   void stop(int sig = SIGKILL) {
     if (pid_ <= 0) return;
-    kill(pid_, SIGCONT);
-    kill(pid_, sig);
+    kill(pid_, sig);  // SIGKILL works on a stopped process, and must not let it read first
+    if (sig != SIGKILL) kill(pid_, SIGCONT);
     int status;
     waitpid(pid_, &status, 0);
     pid_ = -1;

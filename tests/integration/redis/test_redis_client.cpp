@@ -419,6 +419,61 @@ void test_sigstop(void** state) {
   finish(l, {&a});
 }
 
+// A peer reset (Redis killed with our bytes unread in its socket) shows up as POLLERR, which libuv
+// reports as a poll error: the adapter must still let hiredis see it, long before any probe deadline.
+void test_reset(void** state) {
+  RedisServer server;
+  assert_true(server.start());
+  Loop l;
+  Options opt;
+  opt.probe_interval_ms = 5000;
+  opt.probe_deadline_ms = 30000;
+  opt.connect_timeout_ms = 30000;
+  TestClient a(l, server.url(), "reset", opt);
+  a->start();
+  assert_true(l.run_until([&] { return a->up(); }, 10000));
+  server.freeze();
+  int status = 1;
+  const std::string filler(64 << 10, 'f');
+  assert_int_equal(a->command({"SET", "k", filler}, [&](int st, const Value&) { status = st; }), 0);
+  a->subscribe(filler);  // unread bytes on the sub connection too
+  l.run_for(200);  // written to the socket, unread by the frozen server
+  uint64_t t0 = mono_ms();
+  server.stop();
+  assert_true(l.run_until([&] { return !a->up(); }, 10000));
+  uint64_t took = mono_ms() - t0;
+  std::fprintf(stderr, "  down %llu ms after the reset\n", static_cast<unsigned long long>(took));
+  assert_true(took < 3000);
+  assert_true(l.run_until([&] { return status != 1; }, 1000));
+  assert_int_equal(status, roomcast::redis::kErrDisconnected);
+  assert_true(server.start());
+  assert_true(l.run_until([&] { return a->up(); }, 15000));
+  finish(l, {&a});
+}
+
+void test_slow_subscriber(void** state) {
+  RedisServer server({"--client-output-buffer-limit", "pubsub 1024 0 0"});
+  assert_true(server.start());
+  Loop l;
+  TestClient a(l, server.url(), "slow-sub"), b(l, server.url(), "slow-pub");
+  a->start();
+  b->start();
+  assert_true(l.run_until([&] { return a->up() && b->up(); }, 10000));
+  a->subscribe("room:big");
+  assert_true(l.run_until([&] { return a->is_subscribed("room:big"); }, 10000));
+  // Over the pubsub output limit: Redis closes the subscriber, which must come back by itself.
+  const std::string big(4 << 20, 'b');
+  sync(l, b, {"PUBLISH", "room:big", big});
+  assert_true(l.run_until([&] { return a.seen.states.size() >= 3; }, 15000));
+  assert_true(a.seen.states == (std::vector<bool>{true, false, true}));
+  assert_true(l.run_until([&] { return a.seen.subscribed["room:big"] == 2; }, 10000));
+  sync(l, b, {"PUBLISH", "room:big", "small"});
+  assert_true(l.run_until([&] { return !a.seen.messages.empty(); }, 10000));
+  assert_string_equal(a.seen.messages.back().second.c_str(), "small");
+  assert_true(b.seen.states == std::vector<bool>{true});
+  finish(l, {&a, &b});
+}
+
 void test_down_at_start(void** state) {
   RedisServer server;  // port chosen, not started
   Loop l;
@@ -504,6 +559,8 @@ int main(int argc, char** argv) {
       cmocka_unit_test_teardown(test_eval, teardown),
       cmocka_unit_test_teardown(test_restart, teardown),
       cmocka_unit_test_teardown(test_sigstop, teardown),
+      cmocka_unit_test_teardown(test_reset, teardown),
+      cmocka_unit_test_teardown(test_slow_subscriber, teardown),
       cmocka_unit_test_teardown(test_down_at_start, teardown),
       cmocka_unit_test_teardown(test_auth_db, teardown),
       cmocka_unit_test_teardown(test_stop_paths, teardown),
