@@ -67,7 +67,7 @@ class RedisBroker : public Broker {
     opts.instance_id = config.instance_id;
     opts.prefix = config.redis_prefix;
     opts.log_level = config.log_level;
-    opts.log = [](int level, const std::string& line) { RC_LOG(level, "redis: %s", line.c_str()); };
+    opts.log = [](int level, const std::string& line) { RC_LOG(level, "%s", line.c_str()); };
     redis::Client::Callbacks cb;
     cb.on_message = [this](std::string_view channel, std::string_view payload) {
       std::string_view room;

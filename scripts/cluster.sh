@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Runs a local roomcast cluster: one redis-server (unless --redis is given) and N instances sharing
+# one port with SO_REUSEPORT (or on distinct ports with --ports). State, pids and logs live in one folder.
+#
+#   scripts/cluster.sh start [--instances N] [--port P | --ports P1,P2,..] [--host H]
+#                            [--redis URL | --redis-port P] [--state DIR] [-- roomcast options...]
+#   scripts/cluster.sh stop   [--state DIR]   stops exactly what start started
+#   scripts/cluster.sh status [--state DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+state=${ROOMCAST_STATE:-.run/cluster}
+instances=${INSTANCES:-$(nproc)}
+port=${PORT:-8080}
+ports=""
+host=${HOST:-0.0.0.0}
+redis_url=${REDIS_URL:-}
+redis_port=""
+bin=${ROOMCAST_BIN:-build/server/roomcast}
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --instances) instances=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --ports) ports=$2; shift 2 ;;
+    --host) host=$2; shift 2 ;;
+    --redis) redis_url=$2; shift 2 ;;
+    --redis-port) redis_port=$2; shift 2 ;;
+    --state) state=$2; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+healthz() {  # port -> prints the body, fails if nothing answers
+  curl -s --max-time 2 "http://127.0.0.1:$1/healthz" 2>/dev/null
+}
+
+start() {
+  if ls "$state"/roomcast-*.pid >/dev/null 2>&1; then
+    for f in "$state"/roomcast-*.pid; do
+      if alive "$f"; then echo "cluster: already running (state in $state); run '$0 stop' first" >&2; exit 1; fi
+    done
+  fi
+  [ -x "$bin" ] || { echo "cluster: $bin not built; run scripts/build.sh" >&2; exit 1; }
+  mkdir -p "$state"
+  rm -f "$state"/*.pid
+  local list=()
+  if [ -n "$ports" ]; then IFS=, read -r -a list <<<"$ports"; else for ((i = 0; i < instances; i++)); do list+=("$port"); done; fi
+  for p in $(printf '%s\n' "${list[@]}" | sort -u); do
+    if port_busy "$p"; then echo "cluster: port $p is already in use; choose another with --port or PORT=" >&2; exit 1; fi
+  done
+
+  if [ -z "$redis_url" ]; then
+    command -v redis-server >/dev/null || { echo "cluster: redis-server is not installed (scripts/deps.sh)" >&2; exit 1; }
+    [ -n "$redis_port" ] || redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$(cd "$state" && pwd)" --save '' --appendonly no \
+      --daemonize yes --pidfile "$(cd "$state" && pwd)/redis.pid" --logfile "$(cd "$state" && pwd)/redis.log"
+    for _ in $(seq 50); do [ -s "$state/redis.pid" ] && break; sleep 0.1; done
+    redis_url="redis://127.0.0.1:$redis_port"
+    echo "cluster: redis-server on port $redis_port (pid $(cat "$state/redis.pid"), log $state/redis.log)"
+  else
+    echo "cluster: using Redis at $redis_url (not started here)"
+  fi
+  echo "$redis_url" >"$state/redis.url"
+
+  local i=0
+  for p in "${list[@]}"; do
+    i=$((i + 1))
+    setsid "$bin" --host "$host" --port "$p" --redis "$redis_url" "${extra[@]}" >>"$state/roomcast-$i.log" 2>&1 </dev/null &
+    echo $! >"$state/roomcast-$i.pid"
+    echo "$p" >"$state/roomcast-$i.port"
+  done
+  # Ready when every instance answers and reports Redis up (through the shared port, a random one answers).
+  for p in $(printf '%s\n' "${list[@]}" | sort -u); do
+    local ok=""
+    for _ in $(seq 100); do
+      if healthz "$p" | grep -q '"redis":"up"'; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || echo "cluster: warning: port $p does not report Redis up yet (see $state/*.log)" >&2
+  done
+  for f in "$state"/roomcast-*.pid; do
+    alive "$f" || { echo "cluster: an instance exited at start; its log:" >&2; tail -5 "${f%.pid}.log" >&2; stop; exit 1; }
+  done
+  echo "cluster: $i instance(s) up; pids $(cat "$state"/roomcast-*.pid | tr '\n' ' ')"
+  for p in $(printf '%s\n' "${list[@]}" | sort -u); do
+    local shown=$host; [ "$shown" = "0.0.0.0" ] && shown=localhost
+    echo "cluster: web client at http://$shown:$p/"
+  done
+}
+
+stop() {
+  local pids=()
+  for f in "$state"/roomcast-*.pid; do [ -f "$f" ] && alive "$f" && pids+=("$(cat "$f")"); done
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 60); do
+    local left=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && { echo "cluster: pid $p did not stop in 6 s; killing" >&2; kill -KILL "$p"; }; done
+  if alive "$state/redis.pid"; then
+    local rp; rp=$(cat "$state/redis.pid")
+    kill -TERM "$rp" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$rp" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$state"/*.pid "$state"/*.port
+  echo "cluster: stopped (${#pids[@]} instance(s))"
+}
+
+status() {
+  local any=0
+  for f in "$state"/roomcast-*.pid; do
+    [ -f "$f" ] || continue
+    any=1
+    local p; p=$(cat "${f%.pid}.port" 2>/dev/null || echo "?")
+    if alive "$f"; then echo "instance pid $(cat "$f") port $p: running"; else echo "instance pid $(cat "$f") port $p: dead"; fi
+  done
+  if [ -f "$state/redis.pid" ]; then
+    if alive "$state/redis.pid"; then echo "redis pid $(cat "$state/redis.pid"): running ($(cat "$state/redis.url"))"; else echo "redis: dead"; fi
+  fi
+  [ $any = 1 ] || { echo "no cluster running (state $state)"; return 3; }
+  for p in $(cat "$state"/roomcast-*.port 2>/dev/null | sort -u); do echo "port $p /healthz: $(healthz "$p" || echo 'no answer')"; done
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status [options] (see --help)" >&2; exit 2 ;;
+esac
