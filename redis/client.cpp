@@ -95,6 +95,8 @@ struct Client::Impl {
   int open_handles_ = 0;          // timers and adapter polls not yet through their close callback
   uv_getaddrinfo_t gai_;          // host name resolution (hiredis would block in getaddrinfo)
   bool gai_active_ = false;       // gai_ is in flight: its callback has not run yet
+  std::vector<std::string> addrs_;  // resolved addresses of url_.host, IPv4 first
+  size_t addr_next_ = 0;            // next of addrs_ to try; all tried: resolve again
 
   redisAsyncContext* pub_ = nullptr;  // commands, probe PUBLISH; null when not connected
   redisAsyncContext* sub_ = nullptr;  // SUBSCRIBE, probe reception; null when not connected
@@ -158,11 +160,17 @@ struct Client::Impl {
     return std::clamp<uint64_t>(t, 10, 250);
   }
 
+  // Connects to the next resolved address, resolving the name first when none is left (after an
+  // up, the name is resolved again on the next reconnect: Redis may have moved).
   void begin_attempt() {
     connect_started_ = uv_now(loop_);
     unsigned char buf[sizeof(struct in6_addr)];
     if (inet_pton(AF_INET, url_.host.c_str(), buf) == 1 || inet_pton(AF_INET6, url_.host.c_str(), buf) == 1) {
       connect_to(url_.host);
+      return;
+    }
+    if (addr_next_ < addrs_.size()) {
+      connect_to(addrs_[addr_next_++]);
       return;
     }
     struct addrinfo hints;
@@ -184,29 +192,42 @@ struct Client::Impl {
   static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
     Impl* self = static_cast<Impl*>(req->data);
     self->gai_active_ = false;
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (status == 0 && res != nullptr) {
-      const void* addr = res->ai_family == AF_INET6
-                             ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr)
-                             : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
-      if (inet_ntop(res->ai_family, addr, ip, sizeof ip) == nullptr) ip[0] = '\0';
-    }
-    uv_freeaddrinfo(res);
     if (self->stopping_) {
+      uv_freeaddrinfo(res);
       self->maybe_done();  // may destroy self
       return;
     }
     try {
+      // IPv4 first (a server bound to 127.0.0.1 is the common case for "localhost"), no duplicates.
+      std::vector<std::string> v4, v6;
+      for (struct addrinfo* ai = res; status == 0 && ai != nullptr; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        const void* addr = ai->ai_family == AF_INET6
+                               ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr)
+                               : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr);
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            inet_ntop(ai->ai_family, addr, ip, sizeof ip) == nullptr) {
+          continue;
+        }
+        auto& list = ai->ai_family == AF_INET ? v4 : v6;
+        if (std::find(list.begin(), list.end(), ip) == list.end()) list.emplace_back(ip);
+      }
+      uv_freeaddrinfo(res);
+      res = nullptr;
       if (self->state_ != State::Resolving) return;
-      if (ip[0] == '\0') {
+      self->addrs_ = std::move(v4);
+      self->addrs_.insert(self->addrs_.end(), v6.begin(), v6.end());
+      self->addr_next_ = 0;
+      if (self->addrs_.empty()) {
         self->logf(self->attempt_ < 3 ? 1 : 3, "cannot resolve %s: %s", self->url_.host.c_str(),
                    status < 0 ? uv_strerror(status) : "no address");
         self->state_ = State::Backoff;
         self->schedule_backoff();
         return;
       }
-      self->connect_to(ip);
+      self->connect_to(self->addrs_[self->addr_next_++]);
     } catch (...) {
+      if (res) uv_freeaddrinfo(res);
       self->logf(0, "unexpected exception while connecting");
     }
   }
@@ -373,6 +394,8 @@ struct Client::Impl {
     if (state_ != State::Connecting || !pub_ready_ || !sub_ready_) return;
     state_ = State::Up;
     attempt_ = 0;
+    addrs_.clear();
+    addr_next_ = 0;
     if (ever_up_) ++stats_.reconnects;
     logf(ever_up_ ? 1 : 2, "%s to %s:%d (%llu channels wanted)", ever_up_ ? "reconnected" : "connected",
          url_.host.c_str(), url_.port, static_cast<unsigned long long>(wanted_count_));
