@@ -463,7 +463,9 @@ function renderUnread(room) {
   const badge = byTestId('unread', room.itemEl);
   badge.hidden = room.unread === 0;
   badge.textContent = String(room.unread);
-  badge.setAttribute('aria-label', `${room.unread} unread`);
+  const btn = byTestId('room-select', room.itemEl);
+  if (room.unread) btn.setAttribute('aria-label', `${room.id}, ${room.unread} unread`);
+  else btn.removeAttribute('aria-label');
   let total = 0;
   for (const r of state.rooms.values()) total += r.unread;
   document.title = total ? `(${total}) roomcast` : 'roomcast';
