@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "redis/resp.h"
+#include "redis/subscriptions.h"
 #include "redis/uv_adapter.h"
 
 namespace roomcast::redis {
@@ -51,14 +52,6 @@ struct Pending {
   const std::string* script = nullptr;  // eval: the script text (a key of Impl::scripts_), for EVAL on NOSCRIPT
   std::string cmd;                      // eval: the formatted EVALSHA; held: the formatted command
   size_t rest = 0;                      // eval: offset in cmd of the numkeys argument (after the SHA)
-};
-
-// What this client wants for one channel, and what it has told Redis on the current sub connection.
-struct Chan {
-  bool wanted = false;       // subscribe()d and not unsubscribe()d since
-  bool sent = false;         // the last command sent for it on this connection was SUBSCRIBE
-  uint32_t outstanding = 0;  // SUBSCRIBE/UNSUBSCRIBE sent on this connection and not yet confirmed
-  bool confirmed = false;    // Redis confirmed the latest SUBSCRIBE (and nothing is outstanding)
 };
 
 bool starts_with(const redisReply* r, const char* prefix) {
@@ -113,8 +106,7 @@ struct Client::Impl {
   uint64_t hold_until_ = 0;       // nonzero: hold new commands until the reply to this seq
 
   std::unordered_map<std::string, std::string> scripts_;  // script text -> SHA-1 hex
-  std::map<std::string, Chan, std::less<>> chans_;        // wanted channels and those with commands outstanding
-  uint64_t wanted_count_ = 0;                             // chans_ entries with wanted set
+  Subscriptions subs_;                                    // wanted channels and their state on sub_
 
   std::deque<std::pair<uint64_t, uint64_t>> probes_;  // (seq, sent at) of probes not yet back
   uint64_t probe_seq_ = 0;                            // last probe seq sent
@@ -309,23 +301,16 @@ struct Client::Impl {
   }
 
   void resubscribe_all() {
-    std::vector<std::string_view> argv{"SUBSCRIBE"};
-    size_t batches = 0, total = 0;
-    auto flush = [&] {
-      if (argv.size() > 1 && send_argv(sub_, on_sub_reply, argv)) ++batches;
-      argv.resize(1);
-    };
-    for (auto& [name, c] : chans_) {
-      if (!c.wanted) continue;
-      c.sent = true;
-      c.outstanding = 1;
-      c.confirmed = false;
-      argv.push_back(name);
-      ++total;
-      if (argv.size() - 1 >= opt_.resubscribe_batch) flush();
+    std::vector<std::string_view> names = subs_.resubscribe_all();
+    std::vector<std::string_view> argv;
+    size_t batches = 0;
+    for (size_t i = 0; i < names.size(); i += opt_.resubscribe_batch) {
+      size_t end = std::min(names.size(), i + opt_.resubscribe_batch);
+      argv.assign({"SUBSCRIBE"});
+      argv.insert(argv.end(), names.begin() + static_cast<ptrdiff_t>(i), names.begin() + static_cast<ptrdiff_t>(end));
+      if (send_argv(sub_, on_sub_reply, argv)) ++batches;
     }
-    flush();
-    if (total) logf(3, "re-subscribing %zu channels in %zu commands", total, batches);
+    if (!names.empty()) logf(3, "re-subscribing %zu channels in %zu commands", names.size(), batches);
   }
 
   // Both connections are gone or going: fail what waits, tell the user, retry later.
@@ -348,18 +333,12 @@ struct Client::Impl {
   }
 
   // Frees both contexts (their pending callbacks run now, or when hiredis leaves its callback) and
-  // fails held commands. Leaves chans_ ready for the next connection.
+  // fails held commands. Leaves subs_ ready for the next connection.
   void teardown(int status) {
     pub_ready_ = sub_ready_ = false;
     probes_.clear();
     hold_until_ = 0;
-    for (auto it = chans_.begin(); it != chans_.end();) {
-      Chan& c = it->second;
-      c.sent = false;
-      c.outstanding = 0;
-      c.confirmed = false;
-      it = c.wanted ? std::next(it) : chans_.erase(it);
-    }
+    subs_.reset();
     redisAsyncContext* p = pub_;
     redisAsyncContext* s = sub_;
     pub_ = sub_ = nullptr;
@@ -398,7 +377,7 @@ struct Client::Impl {
     addr_next_ = 0;
     if (ever_up_) ++stats_.reconnects;
     logf(ever_up_ ? 1 : 2, "%s to %s:%d (%llu channels wanted)", ever_up_ ? "reconnected" : "connected",
-         url_.host.c_str(), url_.port, static_cast<unsigned long long>(wanted_count_));
+         url_.host.c_str(), url_.port, static_cast<unsigned long long>(subs_.wanted_count()));
     ever_up_ = true;
     probes_.clear();
     last_probe_ = 0;
@@ -640,8 +619,7 @@ struct Client::Impl {
 
   void on_message(std::string_view ch, std::string_view payload) {
     if (ch == probe_channel_) return probe_back(payload);
-    auto it = chans_.find(ch);
-    if (it == chans_.end() || !it->second.wanted) return;  // unsubscribe() already returned
+    if (!subs_.wanted(ch)) return;  // unsubscribe() already returned
     ++stats_.messages_in;
     call("on_message", cb_.on_message, ch, payload);
   }
@@ -654,33 +632,13 @@ struct Client::Impl {
       }
       return;
     }
-    auto it = chans_.find(ch);
-    if (it == chans_.end()) return;
-    Chan& c = it->second;
-    if (c.outstanding > 0) --c.outstanding;
-    if (c.outstanding == 0 && c.sent) {
-      c.confirmed = true;
-      if (c.wanted) {
-        logf(3, "subscribed %.*s", static_cast<int>(ch.size()), ch.data());
-        std::string name = it->first;  // the callback may unsubscribe and erase the entry
-        call("on_subscribed", cb_.on_subscribed, std::string_view(name));
-      }
-      return;
+    if (subs_.on_subscribe_reply(ch)) {
+      logf(3, "subscribed %.*s", static_cast<int>(ch.size()), ch.data());
+      call("on_subscribed", cb_.on_subscribed, ch);  // ch lives in the reply, not in subs_
     }
-    maybe_erase(it);
   }
 
-  void on_unsubscribe_reply(std::string_view ch) {
-    auto it = chans_.find(ch);
-    if (it == chans_.end()) return;
-    if (it->second.outstanding > 0) --it->second.outstanding;
-    maybe_erase(it);
-  }
-
-  void maybe_erase(std::map<std::string, Chan, std::less<>>::iterator it) {
-    const Chan& c = it->second;
-    if (!c.wanted && !c.sent && c.outstanding == 0) chans_.erase(it);
-  }
+  void on_unsubscribe_reply(std::string_view ch) { subs_.on_unsubscribe_reply(ch); }
 
   // ---- shutdown ------------------------------------------------------------------------------
 
@@ -802,47 +760,25 @@ int Client::eval(const std::string& script, const std::vector<std::string_view>&
 
 void Client::subscribe(std::string_view channel) {
   Impl& s = *impl_;
-  if (s.stopping_) return;
-  auto it = s.chans_.find(channel);
-  if (it == s.chans_.end()) it = s.chans_.emplace(std::string(channel), Chan{}).first;
-  Chan& c = it->second;
-  if (c.wanted) return;
-  c.wanted = true;
-  ++s.wanted_count_;
-  s.logf(3, "subscribe %.*s", static_cast<int>(channel.size()), channel.data());
-  if (s.sub_ != nullptr && !c.sent && s.send_argv(s.sub_, Impl::on_sub_reply, {"SUBSCRIBE", channel})) {
-    c.sent = true;
-    c.confirmed = false;
-    ++c.outstanding;
-  }
+  if (s.stopping_ || s.subs_.wanted(channel)) return;
+  bool send = s.subs_.want(channel, s.sub_ != nullptr);
+  s.logf(3, "subscribe %.*s%s", static_cast<int>(channel.size()), channel.data(), send ? "" : " (once connected)");
+  if (send) s.send_argv(s.sub_, Impl::on_sub_reply, {"SUBSCRIBE", channel});  // fails only if sub_ is dying
 }
 
 void Client::unsubscribe(std::string_view channel) {
   Impl& s = *impl_;
   if (s.stopping_) return;
-  auto it = s.chans_.find(channel);
-  if (it == s.chans_.end() || !it->second.wanted) return;
-  Chan& c = it->second;
-  c.wanted = false;
-  c.confirmed = false;
-  --s.wanted_count_;
+  if (!s.subs_.unwant(channel, s.sub_ != nullptr)) return;
   s.logf(3, "unsubscribe %.*s", static_cast<int>(channel.size()), channel.data());
-  if (s.sub_ != nullptr && c.sent && s.send_argv(s.sub_, Impl::on_sub_reply, {"UNSUBSCRIBE", channel})) {
-    c.sent = false;
-    ++c.outstanding;
-  }
-  s.maybe_erase(it);
+  s.send_argv(s.sub_, Impl::on_sub_reply, {"UNSUBSCRIBE", channel});
 }
 
-bool Client::is_subscribed(std::string_view channel) const {
-  const Impl& s = *impl_;
-  auto it = s.chans_.find(channel);
-  return it != s.chans_.end() && it->second.wanted && it->second.confirmed;
-}
+bool Client::is_subscribed(std::string_view channel) const { return impl_->subs_.confirmed(channel); }
 
 Client::Stats Client::stats() const {
   Stats st = impl_->stats_;
-  st.subscriptions = impl_->wanted_count_;
+  st.subscriptions = impl_->subs_.wanted_count();
   return st;
 }
 
