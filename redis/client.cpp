@@ -16,7 +16,6 @@
 #include <cstring>
 #include <deque>
 #include <exception>
-#include <map>
 #include <random>
 #include <unordered_map>
 #include <utility>
@@ -155,7 +154,6 @@ struct Client::Impl {
   // Connects to the next resolved address, resolving the name first when none is left (after an
   // up, the name is resolved again on the next reconnect: Redis may have moved).
   void begin_attempt() {
-    connect_started_ = uv_now(loop_);
     unsigned char buf[sizeof(struct in6_addr)];
     if (inet_pton(AF_INET, url_.host.c_str(), buf) == 1 || inet_pton(AF_INET6, url_.host.c_str(), buf) == 1) {
       connect_to(url_.host);
@@ -260,6 +258,7 @@ struct Client::Impl {
 
   void connect_to(const std::string& ip) {
     state_ = State::Connecting;
+    connect_started_ = uv_now(loop_);
     pub_ready_ = sub_ready_ = false;
     logf(3, "connecting to %s:%d (%s)", ip.c_str(), url_.port, url_.host.c_str());
     pub_ = open_context(ip, "pub");
@@ -438,10 +437,12 @@ struct Client::Impl {
         return;  // ready once its setup replies come; never free a context from here
       }
       // hiredis frees this context right after we return.
-      self->logf(3, "%s connect failed: %s", role, ac->errstr ? ac->errstr : "?");
+      // (ac->errstr is only copied from ac->c after this callback: read the context's own.)
+      std::string why = std::string(role) + " connect failed: " + (ac->c.err ? ac->c.errstr : "error");
+      self->logf(3, "%s", why.c_str());
       if (ac == self->pub_) self->pub_ = nullptr;
       if (ac == self->sub_) self->sub_ = nullptr;
-      self->drop(ac->errstr ? ac->errstr : "connect failed");
+      self->drop(why.c_str());
     } catch (...) {
       self->logf(0, "unexpected exception in on_connect");
     }
@@ -452,7 +453,7 @@ struct Client::Impl {
     if (ac != self->pub_ && ac != self->sub_) return;  // one we freed ourselves
     try {
       std::string why = std::string(ac == self->pub_ ? "pub" : "sub") + " disconnected: " +
-                        (ac->errstr ? ac->errstr : (status == REDIS_OK ? "closed" : "error"));
+                        (ac->c.err ? ac->c.errstr : (status == REDIS_OK ? "closed" : "error"));
       if (ac == self->pub_) self->pub_ = nullptr;
       if (ac == self->sub_) self->sub_ = nullptr;
       self->drop(why.c_str());
