@@ -44,6 +44,14 @@ class Broker {
   // else the last `limit`. truncated: events after `since` were dropped from the history. Returns 0
   // (done called once, maybe at once) or a negative error (done never called).
   virtual int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) = 0;
+  // Cluster-wide membership (Redis: the hash <prefix>room:R:members, field = user id). Standalone
+  // brokers keep none (cluster_members() false) and the hub answers from its own rooms.
+  using MembersDone = std::function<void(int status, std::vector<std::string> users_json)>;
+  virtual bool cluster_members() const { return false; }
+  virtual void member_join(std::string_view room, std::string_view user_id, std::string_view user_json) {}
+  virtual void member_leave(std::string_view room, std::string_view user_id) {}
+  // Reads the room's members on live instances. Returns 0 (done called once) or a negative error.
+  virtual int members(std::string_view room, MembersDone done) { return -1; }
   virtual uint64_t reconnects() const { return 0; }
   virtual size_t subscriptions() const = 0;
 };

@@ -90,6 +90,12 @@ void Connection::on_data(const char* data, size_t len) {
 
 void Connection::on_http(const char* data, size_t len) {
   while (len > 0 && state_ == State::Http && !close_after_flush_) {
+    if (awaiting_response_) {
+      // A response is being prepared (asynchronously): keep the rest for after it, read no more.
+      http_backlog_.append(data, len);
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+      return;
+    }
     size_t used = 0;
     HttpResult r = http_->feed(data, len, &used);
     data += used;
@@ -107,14 +113,34 @@ void Connection::on_http(const char* data, size_t len) {
       upgrade(req, data, len);
       return;
     }
+    awaiting_response_ = true;
+    Server* server = server_;
+    uint64_t id = id_;
     bool keep = req.keep_alive;
-    send(route_http(*server_, req));
-    if (!keep) {
-      close_after_flush_ = true;
-      return;
-    }
-    http_->next();
-    server_->http_deadlines.push(&deadline, server_->now_ms());
+    route_http(*server_, req, [server, id, keep](SharedBuf* resp) {
+      Connection* c = server->find(id);
+      if (c && c->state_ == State::Http) c->on_response(resp, keep);
+      else resp->unref();
+    });
+  }
+}
+
+void Connection::on_response(SharedBuf* resp, bool keep_alive) {
+  awaiting_response_ = false;
+  send(resp);
+  if (!keep_alive) {
+    close_after_flush_ = true;
+    return;
+  }
+  http_->next();
+  server_->http_deadlines.push(&deadline, server_->now_ms());
+  if (!http_backlog_.empty()) {
+    // Asynchronous answer: go on with what arrived meanwhile, then read again.
+    std::string backlog;
+    backlog.swap(http_backlog_);
+    on_http(backlog.data(), backlog.size());
+    if (state_ == State::Http && !awaiting_response_ && !close_after_flush_)
+      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
   }
 }
 

@@ -72,6 +72,7 @@ class Connection {
   void on_data(const char* data, size_t len);
   void on_http(const char* data, size_t len);
   void upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len);
+  void on_response(SharedBuf* resp, bool keep_alive);
   void on_ws(const char* data, size_t len);
   bool on_ws_event(const protocol::WsEvent& ev);
   void on_write_done(struct WriteOp* op, int status);
@@ -84,6 +85,7 @@ class Connection {
   Server* server_;                                // owns every connection
   uint64_t id_;                                   // unique in the process, never reused
   std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
+  std::string http_backlog_;                      // bytes read while an HTTP answer was pending
   protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle
   std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
   size_t pending_bytes_ = 0;                      // total size of pending_
@@ -97,6 +99,7 @@ class Connection {
   State state_ = State::Http;
   bool identified_ = false;                       // the user was named by the client (first identity sticks)
   bool close_after_flush_ = false;                // close the socket once everything queued is written
+  bool awaiting_response_ = false;                // an HTTP answer is being prepared; input waits
   bool close_received_ = false;                   // the peer's close frame arrived
   bool decoder_dead_ = false;                     // input is ignored (violation, or close seen)
   bool overflowed_ = false;                       // over --max-outbound: closed 1008 at the next flush

@@ -55,13 +55,52 @@ SharedBuf* json(int status, const std::string& body, bool keep_alive, bool head)
   return response(status, "application/json", body, keep_alive, head);
 }
 
-SharedBuf* room_info(Server& server, std::string_view id, bool keep_alive, bool head) {
-  if (!protocol::valid_room_id(id)) return json(400, "{\"error\":\"bad_room\"}", keep_alive, head);
-  std::string body = "{\"roomId\":" + protocol::json_quote(id) + ",\"members\":[";
-  auto members = server.hub().local_members(id);
-  for (size_t i = 0; i < members.size(); i++) body += (i ? "," : "") + protocol::encode_user(members[i]);
-  body += "],\"count\":" + std::to_string(members.size()) + ",\"ws\":" + protocol::json_quote("/ws?room=" + std::string(id)) + "}";
-  return json(200, body, keep_alive, head);
+void room_info(Server& server, std::string_view id, bool keep_alive, bool head, std::function<void(SharedBuf*)> reply) {
+  if (!protocol::valid_room_id(id)) {
+    reply(json(400, "{\"error\":\"bad_room\"}", keep_alive, head));
+    return;
+  }
+  std::string room(id);
+  server.hub().room_members(room, [room, keep_alive, head, reply = std::move(reply)](std::vector<protocol::User> members) {
+    std::string body = "{\"roomId\":" + protocol::json_quote(room) + ",\"members\":[";
+    for (size_t i = 0; i < members.size(); i++) body += (i ? "," : "") + protocol::encode_user(members[i]);
+    body += "],\"count\":" + std::to_string(members.size()) + ",\"ws\":" + protocol::json_quote("/ws?room=" + room) + "}";
+    reply(json(200, body, keep_alive, head));
+  });
+}
+
+SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::string_view path) {
+  const bool keep = req.keep_alive;
+  const bool head = req.method == "HEAD";
+  if (req.method == "POST") {
+    if (path != "/create-room") return json(404, "{\"error\":\"not_found\"}", keep, false);
+    if (!protocol::origin_allowed(req, server.config().allow_origin)) return json(403, "{\"error\":\"forbidden\",\"message\":\"origin not allowed\"}", keep, false);
+    std::string id = protocol::new_room_id();
+    if (id.empty()) return json(503, "{\"error\":\"unavailable\"}", keep, false);
+    return json(201, "{\"roomId\":" + protocol::json_quote(id) + "}", keep, false);
+  }
+  if (req.method != "GET" && !head) return json(404, "{\"error\":\"not_found\"}", keep, false);
+
+  if (path == "/healthz") {
+    const Broker& b = server.broker();
+    bool up = b.up();
+    std::string redis = std::string_view(b.mode()) == "standalone" ? "standalone" : up ? "up" : "down";
+    std::string body = std::string("{\"status\":\"") + (up ? "ok" : "degraded") + "\",\"redis\":\"" + redis +
+                       "\",\"connections\":" + std::to_string(server.connection_count()) + ",\"websockets\":" +
+                       std::to_string(server.websocket_count()) + ",\"instance\":" + protocol::json_quote(server.config().instance_id) + "}";
+    return json(up ? 200 : 503, body, keep, head);
+  }
+  if (path == "/metrics") {
+    return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
+  }
+  if (path == "/ws") return make_error_response(426, "this path speaks WebSocket only");
+  if (auto name = protocol::static_file_path(path)) {
+    if (const StaticFiles::File* f = server.static_files().find(*name)) {
+      bool page = std::string_view(f->type).rfind("text/html", 0) == 0;
+      return response(200, f->type, f->body, keep, head, page ? kPageHeaders : "");
+    }
+  }
+  return json(404, "{\"error\":\"not_found\"}", keep, head);
 }
 
 }  // namespace
@@ -92,42 +131,13 @@ protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::H
   return protocol::check_handshake(req, server.config().allow_origin);
 }
 
-SharedBuf* route_http(Server& server, const protocol::HttpRequest& req) {
+void route_http(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply) {
   std::string_view path, query;
   protocol::split_target(req.target, &path, &query);
-  const bool keep = req.keep_alive;
-  const bool head = req.method == "HEAD";
-  if (req.method == "POST") {
-    if (path != "/create-room") return json(404, "{\"error\":\"not_found\"}", keep, false);
-    if (!protocol::origin_allowed(req, server.config().allow_origin)) return json(403, "{\"error\":\"forbidden\",\"message\":\"origin not allowed\"}", keep, false);
-    std::string id = protocol::new_room_id();
-    if (id.empty()) return json(503, "{\"error\":\"unavailable\"}", keep, false);
-    return json(201, "{\"roomId\":" + protocol::json_quote(id) + "}", keep, false);
-  }
-  if (req.method != "GET" && !head) return json(404, "{\"error\":\"not_found\"}", keep, false);
-
-  if (path == "/healthz") {
-    const Broker& b = server.broker();
-    bool up = b.up();
-    std::string redis = std::string_view(b.mode()) == "standalone" ? "standalone" : up ? "up" : "down";
-    std::string body = std::string("{\"status\":\"") + (up ? "ok" : "degraded") + "\",\"redis\":\"" + redis +
-                       "\",\"connections\":" + std::to_string(server.connection_count()) + ",\"websockets\":" +
-                       std::to_string(server.websocket_count()) + ",\"instance\":" + protocol::json_quote(server.config().instance_id) + "}";
-    return json(up ? 200 : 503, body, keep, head);
-  }
-  if (path == "/metrics") {
-    return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
-  }
-  if (path.rfind("/rooms/", 0) == 0) return room_info(server, path.substr(7), keep, head);
-  if (path.rfind("/join-room/", 0) == 0) return room_info(server, path.substr(11), keep, head);
-  if (path == "/ws") return make_error_response(426, "this path speaks WebSocket only");
-  if (auto name = protocol::static_file_path(path)) {
-    if (const StaticFiles::File* f = server.static_files().find(*name)) {
-      bool page = std::string_view(f->type).rfind("text/html", 0) == 0;
-      return response(200, f->type, f->body, keep, head, page ? kPageHeaders : "");
-    }
-  }
-  return json(404, "{\"error\":\"not_found\"}", keep, head);
+  bool get = req.method == "GET" || req.method == "HEAD";
+  if (get && path.rfind("/rooms/", 0) == 0) return room_info(server, path.substr(7), req.keep_alive, req.method == "HEAD", std::move(reply));
+  if (get && path.rfind("/join-room/", 0) == 0) return room_info(server, path.substr(11), req.keep_alive, req.method == "HEAD", std::move(reply));
+  reply(route_sync(server, req, path));
 }
 
 }  // namespace roomcast::server

@@ -1,6 +1,7 @@
 // HTTP routes of section 1 of the contract: static files, the room API, health and metrics.
 // Rule: every response is complete bytes in one SharedBuf, with an explicit Connection header.
 #pragma once
+#include <functional>
 #include <string_view>
 
 #include "protocol/http_parser.h"
@@ -11,8 +12,9 @@ namespace roomcast::server {
 
 class Server;
 
-// Answers a plain (non-upgrade) request.
-SharedBuf* route_http(Server& server, const protocol::HttpRequest& req);
+// Answers a plain (non-upgrade) request: reply gets the response, at once or later (room members
+// in a cluster are read from Redis). reply must not hold a pointer to anything that may close.
+void route_http(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply);
 // Checks an upgrade request: path (/ or /ws), the RFC 6455 rules, the Origin policy.
 protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req);
 // 101 Switching Protocols with the accept key.

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "protocol/http_path.h"
 #include "server/connection.h"
@@ -130,41 +131,123 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
   }
 }
 
+// What `joined` waits for besides the subscription: the history and, in a cluster, the members.
+struct JoinFetch {
+  int waiting = 0;                     // replies still to come
+  int history_status = 0;
+  std::vector<std::string> events;     // history, oldest first
+  bool truncated = false;
+  bool have_members = false;           // members below came from the broker
+  std::vector<User> members;           // cluster-wide members
+};
+
 void Hub::activate(Room* room, Room::Entry& e) {
-  // Subscribed: read the history, then answer `joined`. Live events that arrive meanwhile are held
-  // so the joiner gets them after its history, with nothing twice and nothing missing.
+  // Subscribed: read the history (and the cluster's members), then answer `joined`. Live events
+  // that arrive meanwhile are held so the joiner gets them after its history, once each.
   Connection* c = static_cast<Connection*>(e.member->owner);
+  Broker& broker = server_->broker();
   e.wait->fetching = true;
   room->history_pending++;
   uint64_t conn_id = c->id();
   std::string room_id = room->id;
-  auto done = [this, conn_id, room_id](int status, std::vector<std::string> events, bool truncated) {
-    finish_join(conn_id, room_id, status, std::move(events), truncated);
+  auto fetch = std::make_shared<JoinFetch>();
+  auto finish = [this, conn_id, room_id, fetch] {
+    if (--fetch->waiting == 0) finish_join(conn_id, room_id, *fetch);
   };
+  fetch->waiting = 1;  // released at the end of this function
   size_t limit = static_cast<size_t>(server_->config().history);
-  std::string since = e.wait->since;
-  if (limit == 0 || server_->broker().history(room_id, since, limit, done) < 0) done(-1, {}, false);
+  if (limit > 0) {
+    fetch->waiting++;
+    int r = broker.history(room_id, e.wait->since, limit, [fetch, finish](int status, std::vector<std::string> events, bool truncated) {
+      fetch->history_status = status;
+      fetch->events = std::move(events);
+      fetch->truncated = truncated;
+      finish();
+    });
+    if (r < 0) {
+      fetch->history_status = r;
+      finish();
+    }
+  }
+  if (broker.cluster_members()) {
+    broker.member_join(room_id, c->user().id, protocol::encode_user(c->user()));
+    fetch->waiting++;
+    int r = broker.members(room_id, [fetch, finish](int status, std::vector<std::string> users) {
+      if (status == 0) {
+        fetch->have_members = true;
+        for (const std::string& json : users) {
+          User u;
+          if (protocol::parse_user(json, &u)) fetch->members.push_back(std::move(u));
+        }
+      }
+      finish();
+    });
+    if (r < 0) finish();
+  }
+  finish();
 }
 
-void Hub::finish_join(uint64_t conn_id, const std::string& room_id, int status, std::vector<std::string> events, bool truncated) {
+void Hub::finish_join(uint64_t conn_id, const std::string& room_id, const JoinFetch& fetch) {
   Room* room = rooms_.find(room_id);
   if (!room) return;
   if (room->history_pending > 0) room->history_pending--;
   Connection* c = server_->find(conn_id);
   Room::Entry* e = c && c->is_websocket() ? room->find(&c->membership()) : nullptr;
   if (e && !e->active && e->wait && e->wait->fetching) {
-    if (status < 0) LOG_WARN("room %s: history unavailable; joined without it", room_id.c_str());
+    if (fetch.history_status < 0) LOG_WARN("room %s: history unavailable; joined without it", room_id.c_str());
     std::string ref = std::move(e->wait->ref), since = std::move(e->wait->since);
     e->active = true;
     e->wait.reset();
+    std::vector<User> members = local_members(room->id);
+    if (fetch.have_members) merge_users(&members, fetch.members);
+    const std::vector<std::string>& events = fetch.events;
     std::string threshold = events.empty() ? since : std::string(protocol::chat_event_id(events.back()));
-    c->send_text(protocol::encode_joined(room->id, c->user(), local_members(room->id), events, truncated, ref));
+    c->send_text(protocol::encode_joined(room->id, c->user(), members, events, fetch.truncated, ref));
     for (const std::string& held : room->held) {
       if (threshold.empty() || protocol::compare_message_ids(protocol::chat_event_id(held), threshold) > 0) c->send_text(held);
     }
     server_->broker().publish_event(room->id, protocol::encode_presence(true, room->id, c->user()));
   }
   if (room->history_pending == 0 && !room->backfilling) room->held.clear();
+}
+
+void Hub::merge_users(std::vector<User>* into, const std::vector<User>& more) {
+  for (const User& u : more)
+    if (std::none_of(into->begin(), into->end(), [&](const User& x) { return x.id == u.id; })) into->push_back(u);
+}
+
+void Hub::room_members(std::string_view room_id, std::function<void(std::vector<User>)> done) {
+  std::vector<User> local = local_members(room_id);
+  Broker& broker = server_->broker();
+  if (!broker.cluster_members() || !broker.up()) {
+    done(std::move(local));
+    return;
+  }
+  auto shared_done = std::make_shared<std::function<void(std::vector<User>)>>(std::move(done));
+  auto local_copy = std::make_shared<std::vector<User>>(local);
+  int r = broker.members(room_id, [shared_done, local_copy](int status, std::vector<std::string> users) {
+    std::vector<User> all = std::move(*local_copy);
+    if (status == 0) {
+      std::vector<User> remote;
+      for (const std::string& json : users) {
+        User u;
+        if (protocol::parse_user(json, &u)) remote.push_back(std::move(u));
+      }
+      merge_users(&all, remote);
+    }
+    (*shared_done)(std::move(all));
+  });
+  if (r < 0) (*shared_done)(std::move(*local_copy));
+}
+
+void Hub::left_room(Room* room, Connection& c, bool was_active) {
+  if (!was_active) return;
+  server_->broker().publish_event(room->id, protocol::encode_presence(false, room->id, c.user()));
+  if (!server_->broker().cluster_members()) return;
+  // Another connection of the same user still in the room keeps the user a member.
+  for (const Room::Entry& e : room->members)
+    if (e.active && static_cast<Connection*>(e.member->owner)->user().id == c.user().id) return;
+  server_->broker().member_leave(room->id, c.user().id);
 }
 
 void Hub::leave(Connection& c, const std::string& room_id, const std::string& ref) {
@@ -175,7 +258,7 @@ void Hub::leave(Connection& c, const std::string& room_id, const std::string& re
     return;
   }
   c.send_text(protocol::encode_left(room_id, ref));
-  if (was_active) server_->broker().publish_event(room_id, protocol::encode_presence(false, room_id, c.user()));
+  left_room(room, c, was_active);
   member_removed(room);
 }
 
@@ -184,7 +267,7 @@ void Hub::on_close(Connection& c) {
   for (Room* room : rooms) {
     bool was_active = false;
     rooms_.remove(room, &c.membership(), &was_active);
-    if (was_active) server_->broker().publish_event(room->id, protocol::encode_presence(false, room->id, c.user()));
+    left_room(room, c, was_active);
     member_removed(room);
   }
 }
@@ -351,6 +434,17 @@ void Hub::finish_backfill(const std::string& room_id, int status, std::vector<st
 }
 
 void Hub::on_broker_state(bool up) {
+  if (up && server_->broker().cluster_members()) {
+    // Redis may have restarted empty: write our members again.
+    Broker& broker = server_->broker();
+    rooms_.for_each([&](Room* room) {
+      for (const Room::Entry& e : room->members) {
+        if (!e.active) continue;
+        const User& u = static_cast<Connection*>(e.member->owner)->user();
+        broker.member_join(room->id, u.id, protocol::encode_user(u));
+      }
+    });
+  }
   if (up) LOG_INFO("broker %s: up", server_->broker().mode());
   else LOG_WARN("broker %s: down; chats are answered `unavailable` until it is back", server_->broker().mode());
 }

@@ -2,6 +2,7 @@
 // Rule: every chat goes through the broker and comes back before any member sees it, so all
 // members everywhere see one order; an event is framed once and its bytes shared by all recipients.
 #pragma once
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,7 @@ namespace roomcast::server {
 
 class Connection;
 class Server;
+struct JoinFetch;
 
 class Hub : public BrokerEvents {
  public:
@@ -29,8 +31,10 @@ class Hub : public BrokerEvents {
   // Unsubscribes rooms whose linger time has passed.
   void tick(uint64_t now_ms);
 
-  // Users currently in a room on this instance (deduplicated by id), for joined and /rooms.
+  // Users currently in a room on this instance (deduplicated by id).
   std::vector<protocol::User> local_members(std::string_view room_id) const;
+  // Users in a room on every instance (cluster mode), or on this one; done may run at once.
+  void room_members(std::string_view room_id, std::function<void(std::vector<protocol::User>)> done);
   size_t room_count() const { return rooms_.size(); }
   const RoomRegistry& rooms() const { return rooms_; }
 
@@ -46,7 +50,9 @@ class Hub : public BrokerEvents {
   void chat(Connection& c, protocol::ClientMessage& m);
   void adopt_user(Connection& c, const std::optional<protocol::User>& user);
   void activate(Room* room, Room::Entry& e);
-  void finish_join(uint64_t conn_id, const std::string& room_id, int status, std::vector<std::string> events, bool truncated);
+  void finish_join(uint64_t conn_id, const std::string& room_id, const JoinFetch& fetch);
+  void left_room(Room* room, Connection& c, bool was_active);
+  static void merge_users(std::vector<protocol::User>* into, const std::vector<protocol::User>& more);
   void finish_backfill(const std::string& room_id, int status, std::vector<std::string> events);
   void deliver_chat(Room* room, std::string_view event);
   void member_removed(Room* room);

@@ -57,12 +57,45 @@ bool entry_event(const redis::Value& entry, std::string* out) {
   return true;
 }
 
+// Membership: field = user id, value = "<instance id>\n<user json>". An instance keeps the key
+// <prefix>roomcast:instance:<id> alive (30 s TTL, renewed every 10 s); members of an instance whose
+// key is gone are dropped when read, so a dead instance's members vanish within 30 s.
+// KEYS[1] members hash; ARGV[1] instance key prefix. Returns the user JSON of live members.
+const char* kMembersScript =
+    "local all, out, alive = redis.call('HGETALL', KEYS[1]), {}, {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local v = all[i + 1]\n"
+    "  local nl = string.find(v, '\\n', 1, true)\n"
+    "  if nl then\n"
+    "    local inst = string.sub(v, 1, nl - 1)\n"
+    "    if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
+    "    if alive[inst] then out[#out + 1] = string.sub(v, nl + 1) else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+// KEYS[1] members hash; ARGV[1] user id, ARGV[2] this instance's id. Removes the field only if this
+// instance wrote it (the same user may have joined again elsewhere since).
+const char* kMemberLeaveScript =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '\\n' then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
+    "return 0\n";
+
+constexpr uint64_t kInstanceTtlMs = 30000, kHeartbeatMs = 10000;
+
 constexpr const char* kHistoryTtlMs = "604800000";  // a week without a message and the history goes
 
 class RedisBroker : public Broker {
  public:
   RedisBroker(uv_loop_t* loop, const Config& config, redis::Url url, BrokerEvents* events)
-      : events_(events), prefix_(config.redis_prefix), history_(std::to_string(config.history > 0 ? config.history : 1)) {
+      : events_(events),
+        prefix_(config.redis_prefix),
+        history_(std::to_string(config.history > 0 ? config.history : 1)),
+        instance_(config.instance_id) {
+    uv_timer_init(loop, &heartbeat_);
+    heartbeat_.data = this;
     redis::Options opts;
     opts.instance_id = config.instance_id;
     opts.prefix = config.redis_prefix;
@@ -77,12 +110,46 @@ class RedisBroker : public Broker {
       std::string_view room;
       if (room_of(channel, &room)) events_->on_broker_subscribed(room);
     };
-    cb.on_state = [this](bool up) { events_->on_broker_state(up); };
+    cb.on_state = [this](bool up) {
+      if (up) heartbeat();
+      events_->on_broker_state(up);
+    };
     client_ = std::make_unique<redis::Client>(loop, std::move(url), std::move(opts), std::move(cb));
   }
 
-  int start() override { return client_->start() == 0 ? 0 : UV_EINVAL; }
-  void stop(std::function<void()> done) override { client_->stop(std::move(done)); }
+  int start() override {
+    uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->heartbeat(); }, kHeartbeatMs, kHeartbeatMs);
+    return client_->start() == 0 ? 0 : UV_EINVAL;
+  }
+  void stop(std::function<void()> done) override {
+    // Our members leave with their connections (the hub removes them before this); the instance key
+    // goes now so nobody waits 30 s for it.
+    if (client_->up()) client_->command({"DEL", instance_key()}, [](int, const redis::Value&) {});
+    uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
+    client_->stop(std::move(done));
+  }
+
+  bool cluster_members() const override { return true; }
+  void member_join(std::string_view room, std::string_view user_id, std::string_view user_json) override {
+    std::string key = channel(room) + ":members", value = instance_ + "\n" + std::string(user_json);
+    client_->command({"HSET", key, user_id, value}, [](int, const redis::Value&) {});
+  }
+  void member_leave(std::string_view room, std::string_view user_id) override {
+    std::string key = channel(room) + ":members";
+    client_->eval(kMemberLeaveScript, {key}, {user_id, instance_}, [](int, const redis::Value&) {});
+  }
+  int members(std::string_view room, MembersDone done) override {
+    std::string key = channel(room) + ":members", inst = prefix_ + "roomcast:instance:";
+    return client_->eval(kMembersScript, {key}, {inst}, [done = std::move(done)](int status, const redis::Value& reply) {
+      std::vector<std::string> users;
+      if (status != 0 || reply.type != redis::Value::Type::Array) {
+        done(status < 0 ? status : -1, {});
+        return;
+      }
+      for (const redis::Value& v : reply.elements) users.push_back(v.str);
+      done(0, std::move(users));
+    });
+  }
   bool up() const override { return client_->up(); }
   const char* mode() const override { return "redis"; }
   void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
@@ -129,6 +196,11 @@ class RedisBroker : public Broker {
 
  private:
   std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+  std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
+  void heartbeat() {
+    if (client_->up())
+      client_->command({"SET", instance_key(), "1", "PX", std::to_string(kInstanceTtlMs)}, [](int, const redis::Value&) {});
+  }
   bool room_of(std::string_view channel, std::string_view* room) const {
     std::string head = prefix_ + "room:";
     if (channel.substr(0, head.size()) != head) return false;
@@ -139,6 +211,8 @@ class RedisBroker : public Broker {
   BrokerEvents* events_;                  // the hub; outlives the broker
   std::string prefix_;                    // --redis-prefix
   std::string history_;                   // stream length to keep, as text
+  std::string instance_;                  // --instance-id
+  uv_timer_t heartbeat_;                  // renews the instance key; closed in stop()
   std::unique_ptr<redis::Client> client_;
 };
 
