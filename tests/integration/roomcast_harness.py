@@ -949,6 +949,14 @@ class RawWs:
                 return frames
             frames.append(data)
 
+    def pause_reading(self):
+        """Stop taking bytes from the socket (asyncio would otherwise read ahead into its buffer): from now on the
+        kernel's receive buffer fills and the server sees a reader that does not read."""
+        self.writer.transport.pause_reading()
+
+    def resume_reading(self):
+        self.writer.transport.resume_reading()
+
     def close(self):
         with contextlib.suppress(Exception):
             self.writer.close()
@@ -956,6 +964,12 @@ class RawWs:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Test case base
+
+
+def quiet_slow_callback_warnings():
+    """IsolatedAsyncioTestCase runs the loop in debug mode, which logs every step over 0.1 s ("Executing <Task...>
+    took 0.4 seconds"): noise here, since tests block on purpose (process waits, big sends)."""
+    asyncio.get_running_loop().slow_callback_duration = 10.0
 
 
 class RoomcastTestCase(unittest.IsolatedAsyncioTestCase):
@@ -982,6 +996,9 @@ class RoomcastTestCase(unittest.IsolatedAsyncioTestCase):
 
     def setUp(self):
         self._clients = []
+
+    async def asyncSetUp(self):
+        quiet_slow_callback_warnings()
 
     async def asyncTearDown(self):
         for c in self._clients:

@@ -6,11 +6,14 @@ import time
 import unittest
 
 from roomcast_harness import (OP_CLOSE, STOP_TIMEOUT, TIMEOUT, HttpConn, RawWs, RoomcastServer, RoomcastTestCase,
-                              WsClient, healthz, unique, user)
+                              WsClient, healthz, quiet_slow_callback_warnings, unique, user)
 
 
 class Shutdown(unittest.IsolatedAsyncioTestCase):
     """Each test owns its server, since each test stops it."""
+
+    async def asyncSetUp(self):
+        quiet_slow_callback_warnings()
 
     def setUp(self):
         self.server = RoomcastServer(name=self.id().rsplit(".", 1)[-1])

@@ -495,6 +495,7 @@ class Identity(MessageTestCase):
         await c.send({"type": "chat_message", "message": "query joined"})
         ev = await other.expect("chat")
         self.assert_chat(ev, room, "query joined", joined["user"])
+        self.assertEqual(await c.expect("chat"), ev)
         # ?name= is the identity: a later hello does not change it
         await c.send({"type": "hello", "user": user("smith")})
         self.assertEqual((await c.expect("hello"))["user"], joined["user"])

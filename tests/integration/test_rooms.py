@@ -135,6 +135,7 @@ class Rooms(RoomcastTestCase):
         await ca.expect_silence(1.0)
         # still one membership: one chat arrives once, one leave ends it
         await ca.send({"type": "chat", "roomId": room, "message": "once"})
+        await ca.expect("chat", message="once")
         await cb.expect("chat", message="once")
         await cb.expect_silence()
         self.assertEqual((await self.get("/rooms/" + room)).json()["count"], 2)

@@ -31,6 +31,8 @@ class SlowReader(RoomcastTestCase):
         slow = await RawWs.connect(self.port, "/ws?room=%s&name=Slow" % room, rcvbuf=4096)
         self._clients.append(slow)
         await slow.expect_json("joined")
+        slow.pause_reading()
+        buffered_before = len(slow.reader._buffer)
         normal = await self.client(label="normal")
         await normal.hello(user("normal"))
         await normal.join(room)
@@ -61,6 +63,8 @@ class SlowReader(RoomcastTestCase):
         self.assertEqual(n, base + 2, "the slow reader was not dropped (healthz connections %d, base %d)" % (n, base))
 
         # Now drain what the kernel buffered: it ends with EOF, a reset, or a 1008 close frame.
+        self.assertEqual(buffered_before, 0)
+        slow.resume_reading()
         chats, close_code = 0, None
         deadline = time.monotonic() + 30
         try:
@@ -81,6 +85,12 @@ class SlowReader(RoomcastTestCase):
         if close_code is not None:
             self.assertEqual(close_code, 1008)
         self.assertLess(chats, N_MESSAGES, "the slow reader got every message: it was never dropped")
+
+        # the drop is counted in /metrics (slow-consumer drops, section 1)
+        metrics = (await self.get("/metrics")).body.decode()
+        slow_lines = [l for l in metrics.splitlines() if not l.startswith("#") and "slow" in l.split(" ")[0]]
+        self.assertTrue(slow_lines, "no slow-consumer metric in /metrics:\n" + metrics)
+        self.assertGreaterEqual(sum(float(l.split()[-1]) for l in slow_lines), 1, slow_lines)
 
         # the room goes on
         await pub.send({"type": "chat", "roomId": room, "message": "after"})
