@@ -99,14 +99,16 @@ class Client {
   // Starts connecting; never blocks; Redis down at start is fine (keeps retrying).
   // Returns 0, or kErrState if already started or stopped.
   int start();
-  // Closes contexts, timers and polls; fails accepted commands with kErrStopped; calls no other
-  // callback afterwards; done() once every handle is closed (never from inside stop()).
+  // Closes contexts, timers and polls. Accepted commands not yet answered get kErrStopped (some
+  // possibly before stop() returns); no on_message/on_subscribed/on_state after it; done() once
+  // every handle is closed (always later, from the loop; the Client may be destroyed inside done()).
   // Only the first call counts. Also valid if start() was never called.
   void stop(std::function<void()> done);
   bool up() const;
 
-  // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once later),
-  // kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
+  // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once, never from
+  // inside this call), kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
+  // Callbacks run in the order the commands were issued.
   // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
   int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
   // EVALSHA with the script's SHA-1 (computed once), falling back to EVAL on NOSCRIPT, keeping the
@@ -116,7 +118,9 @@ class Client {
 
   // The set of channels wanted. Idempotent; the set survives reconnects: after every reconnect all
   // wanted channels are re-subscribed in batches and on_subscribed fires again for each.
-  // on_message is called only for wanted channels (none after unsubscribe() returns).
+  // on_message is called only for wanted channels (none after unsubscribe() returns). Redis confirms
+  // a SUBSCRIBE before the channel's first message, but with subscribe/unsubscribe/subscribe in
+  // flight, on_subscribed waits for the last reply while messages of the first may already arrive.
   void subscribe(std::string_view channel);
   void unsubscribe(std::string_view channel);
   // True once Redis confirmed the latest SUBSCRIBE of a wanted channel on the current connection.
