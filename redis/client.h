@@ -108,7 +108,8 @@ class Client {
 
   // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once, never from
   // inside this call), kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
-  // Callbacks run in the order the commands were issued.
+  // Redis runs them, and callbacks come, in issue order; the one exception is an eval() answered
+  // NOSCRIPT: it is re-sent (see eval) and so runs after the commands that were already in flight.
   // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
   int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
   // EVALSHA with the script's SHA-1 (computed once), falling back to EVAL on NOSCRIPT, keeping the
