@@ -22,7 +22,7 @@ enum Errc : int {
   kErrDisconnected = -3,  // the connection dropped before the reply came (callback status)
   kErrStopped = -4,       // stop() was called (as a return value: no callback; as a status: dropped)
   kErrState = -5,         // call not allowed in this state (start() twice, start() after stop())
-  kErrIo = -6,            // libuv or hiredis refused a resource (timer, poll, socket)
+  kErrIo = -6,            // a local facility failed (e.g. hashing a script)
 };
 // A stable lower-case name for an Errc ("ok", "down", ...); "unknown" for anything else.
 const char* error_name(int err);
@@ -67,13 +67,17 @@ struct Value {
 using ReplyCallback = std::function<void(int status, const Value& reply)>;
 
 // Two connections to one Redis: "pub" for commands, "sub" for SUBSCRIBE. Both are rebuilt together
-// after any failure (drop, error reply to setup, probe timeout, connect timeout), with backoff.
+// after any failure, with capped exponential backoff:
 //
-//   start() --> CONNECTING --both ready--> UP --drop/probe timeout--> BACKOFF --timer--> CONNECTING
-//                   |  ^                                                 ^
-//                   |  +------------------- timer -----------------------+
-//                   +--- failure / connect timeout ----------------------+
-//   stop() from any state --> STOPPED (done() once every handle is closed)
+//   start() --> [RESOLVING] --> CONNECTING --pub and sub ready--> UP
+//                    ^              |                             |
+//                    |   refused / error / connect timeout   drop / error reply / probe timeout
+//                    |              v                             v
+//                    +--- timer --- BACKOFF <---------------------+
+//   stop(), from any state --> STOPPED; done() once every handle is closed
+//
+// RESOLVING (uv_getaddrinfo) only for a host name with no untried address left. "pub ready": its
+// [AUTH] [SELECT] PING are answered; "sub ready": its probe channel SUBSCRIBE is confirmed.
 //
 // Single-threaded: every method must be called on the loop's thread. Callbacks may call any method,
 // including stop(); the Client must not be destroyed inside one of its callbacks other than done().
