@@ -130,7 +130,7 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
     rapidjson::StringBuffer buf;
     Writer w(buf);
     ref->Accept(w);
-    if ((ref->IsString() && ref->GetStringLength() > kMaxRefBytes) || buf.GetSize() > kMaxRefBytes + 2)
+    if (ref->IsString() ? ref->GetStringLength() > kMaxRefBytes : buf.GetSize() > kMaxRefBytes)
       return fail(err, ErrorCode::BadRequest, "ref is over 64 bytes");
     msg->ref = done(buf);
     err->ref = msg->ref;

@@ -93,7 +93,10 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
   if (path == "/metrics") {
     return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
   }
-  if (path == "/ws") return make_error_response(426, "this path speaks WebSocket only");
+  if (path == "/ws") {
+    return response(426, "application/json", "{\"error\":\"upgrade_required\",\"message\":\"this path speaks WebSocket only\"}",
+                    keep, head, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
+  }
   if (auto name = protocol::static_file_path(path)) {
     if (const StaticFiles::File* f = server.static_files().find(*name)) {
       bool page = std::string_view(f->type).rfind("text/html", 0) == 0;

@@ -107,8 +107,14 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
   Room* room = rooms_.get(room_id);
   if (Room::Entry* e = room->find(&c.membership())) {
     if (e->active) {
-      // Already in: repeat `joined`, no second presence event.
-      c.send_text(protocol::encode_joined(room->id, c.user(), local_members(room->id), {}, false, ref));
+      // Already in: repeat `joined` (members from the whole cluster), no second presence event.
+      Server* server = server_;
+      uint64_t conn_id = c.id();
+      std::string id = room->id;
+      room_members(id, [server, conn_id, id, ref](std::vector<User> members) {
+        Connection* again = server->find(conn_id);
+        if (again && again->is_websocket()) again->send_text(protocol::encode_joined(id, again->user(), members, {}, false, ref));
+      });
     } else {
       e->wait->ref = ref;  // the latest join's ref is the one answered
     }
@@ -202,6 +208,12 @@ void Hub::finish_join(uint64_t conn_id, const std::string& room_id, const JoinFe
     if (fetch.have_members) merge_users(&members, fetch.members);
     const std::vector<std::string>& events = fetch.events;
     std::string threshold = events.empty() ? since : std::string(protocol::chat_event_id(events.back()));
+    if (room->last_id.empty() && fetch.history_status == 0) {
+      // The room's position in its stream, so a broker blip before its first live chat is still
+      // back-filled: the newest retained event, or "0-0" when the stream had none.
+      if (!events.empty()) room->last_id = std::string(protocol::chat_event_id(events.back()));
+      else if (since.empty()) room->last_id = "0-0";  // (a client's `since` is never trusted as a position)
+    }
     c->send_text(protocol::encode_joined(room->id, c->user(), members, events, fetch.truncated, ref));
     for (const std::string& held : room->held) {
       if (threshold.empty() || protocol::compare_message_ids(protocol::chat_event_id(held), threshold) > 0) c->send_text(held);

@@ -22,12 +22,26 @@ void metric(std::string& out, const char* name, const char* type, const char* he
   snprintf(buf, sizeof(buf), "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name, labels, value);
   out += buf;
 }
+
+// Escapes a Prometheus label value (backslash, quote, newline).
+std::string label_value(const char* v) {
+  std::string out;
+  for (; *v; v++) {
+    if (*v == '\\' || *v == '"') out.push_back('\\');
+    if (*v == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(*v);
+  }
+  return out;
+}
 }  // namespace
 
 std::string render_metrics(const Metrics& m, const Gauges& g) {
   std::string out;
-  char labels[256];
-  snprintf(labels, sizeof(labels), "{instance=\"%s\",mode=\"%s\"}", g.instance, g.mode);
+  char labels[512];
+  snprintf(labels, sizeof(labels), "{instance=\"%s\",mode=\"%s\"}", label_value(g.instance).c_str(), g.mode);
   metric(out, "roomcast_info", "gauge", "Instance identity.", 1, labels);
   metric(out, "roomcast_connections", "gauge", "Open TCP connections (HTTP and WebSocket).", g.connections);
   metric(out, "roomcast_websockets", "gauge", "Open WebSocket connections.", g.websockets);

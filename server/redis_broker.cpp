@@ -14,8 +14,15 @@ namespace {
 
 // KEYS[1] stream, KEYS[2] channel; ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length,
 // ARGV[4] stream TTL in ms. The stream keeps prefix and suffix; an event is p .. id .. s.
+// Old entries go by XDEL rather than XADD MAXLEN: trimming leaves XINFO's max-deleted-entry-id at
+// 0-0, and the history read needs it to say `truncated` exactly.
 const char* kPublishScript =
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[1], 's', ARGV[2])\n"
+    "local id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2])\n"
+    "local extra = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])\n"
+    "if extra > 0 then\n"
+    "  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', extra)\n"
+    "  for i = 1, #old do redis.call('XDEL', KEYS[1], old[i][1]) end\n"
+    "end\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return id\n";
@@ -92,7 +99,7 @@ class RedisBroker : public Broker {
   RedisBroker(uv_loop_t* loop, const Config& config, redis::Url url, BrokerEvents* events)
       : events_(events),
         prefix_(config.redis_prefix),
-        history_(std::to_string(config.history > 0 ? config.history : 1)),
+        history_(std::to_string(config.history)),
         instance_(config.instance_id) {
     uv_timer_init(loop, &heartbeat_);
     heartbeat_.data = this;
@@ -122,11 +129,22 @@ class RedisBroker : public Broker {
     return client_->start() == 0 ? 0 : UV_EINVAL;
   }
   void stop(std::function<void()> done) override {
-    // Our members leave with their connections (the hub removes them before this); the instance key
-    // goes now so nobody waits 30 s for it.
-    if (client_->up()) client_->command({"DEL", instance_key()}, [](int, const redis::Value&) {});
-    uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
-    client_->stop(std::move(done));
+    // Commands queued so far (presence leaves, member removals) must reach Redis before the client
+    // closes: replies come in order, so the DEL's reply means every earlier command was handled.
+    // A Redis that does not answer within a second does not hold the shutdown up.
+    stop_done_ = std::move(done);
+    auto finish = [this] {
+      if (stopping_) return;
+      stopping_ = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
+      client_->stop(std::move(stop_done_));
+    };
+    if (client_->up() && client_->command({"DEL", instance_key()}, [finish](int, const redis::Value&) { finish(); }) == 0) {
+      drain_finish_ = finish;
+      uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->drain_finish_(); }, 1000, 0);
+    } else {
+      finish();
+    }
   }
 
   bool cluster_members() const override { return true; }
@@ -212,7 +230,10 @@ class RedisBroker : public Broker {
   std::string prefix_;                    // --redis-prefix
   std::string history_;                   // stream length to keep, as text
   std::string instance_;                  // --instance-id
-  uv_timer_t heartbeat_;                  // renews the instance key; closed in stop()
+  uv_timer_t heartbeat_;                  // renews the instance key; in stop(), the drain deadline
+  std::function<void()> stop_done_;       // stop()'s callback, until the drain ends
+  std::function<void()> drain_finish_;    // ends the drain (reply or deadline, whichever first)
+  bool stopping_ = false;                 // the client's stop() was called
   std::unique_ptr<redis::Client> client_;
 };
 

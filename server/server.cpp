@@ -90,6 +90,7 @@ int Server::start() {
   uv_timer_start(&tick_timer_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->tick(); }, tick_ms, tick_ms);
   uv_check_start(&flush_check_, [](uv_check_t* h) { static_cast<Server*>(h->data)->flush_dirty(); });
 
+  if (!broker_) return UV_EINVAL;  // make_redis_broker logged why
   int r = listen_reuseport();
   if (r != 0) {
     LOG_ERROR("cannot listen on %s:%d: %s", config_.host.c_str(), config_.port, uv_strerror(r));
@@ -206,10 +207,14 @@ void Server::shutdown() {
     if (!left.empty()) LOG_WARN("shutdown: %zu connections did not finish closing; dropping them", left.size());
     for (Connection* c : left) c->close_now();
   }, grace, 0);
-  broker_->stop([this] {
+  if (broker_) {
+    broker_->stop([this] {
+      broker_stopped_ = true;
+      maybe_finish_shutdown();
+    });
+  } else {
     broker_stopped_ = true;
-    maybe_finish_shutdown();
-  });
+  }
   maybe_finish_shutdown();
 }
 
