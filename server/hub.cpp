@@ -426,8 +426,15 @@ void Hub::on_broker_subscribed(std::string_view room_id) {
   }
   if (room->sub != SubState::Subscribed || room->last_id.empty() || room->backfilling) return;
   // Subscribed again after a broker reconnect: fill the gap from the history before going live.
-  LOG_DEBUG("room %s: resubscribed; back-filling after %s", room->id.c_str(), room->last_id.c_str());
+  // Live chats are held from now on; the read starts once the broker reports up (subscriptions
+  // may be confirmed before the command connection is ready).
   room->backfilling = true;
+  if (server_->broker().up()) start_backfill(room);
+}
+
+void Hub::start_backfill(Room* room) {
+  LOG_DEBUG("room %s: resubscribed; back-filling after %s", room->id.c_str(), room->last_id.c_str());
+  room->backfill_inflight = true;
   std::string id = room->id;
   auto done = [this, id](int status, std::vector<std::string> events, bool) { finish_backfill(id, status, std::move(events)); };
   if (server_->broker().history(room->id, room->last_id, 0, done) < 0) done(-1, {}, false);
@@ -436,6 +443,8 @@ void Hub::on_broker_subscribed(std::string_view room_id) {
 void Hub::finish_backfill(const std::string& room_id, int status, std::vector<std::string> events) {
   Room* room = rooms_.find(room_id);
   if (!room) return;
+  room->backfill_inflight = false;
+  if (status < 0 && !server_->broker().up()) return;  // still held; read again when the broker is back
   room->backfilling = false;
   if (status < 0) LOG_WARN("room %s: back-fill failed; members may miss messages sent during the outage", room_id.c_str());
   for (const std::string& e : events) deliver_chat(room, e);
@@ -456,6 +465,13 @@ void Hub::on_broker_state(bool up) {
         broker.member_join(room->id, u.id, protocol::encode_user(u));
       }
     });
+  }
+  if (up) {
+    std::vector<Room*> pending;
+    rooms_.for_each([&](Room* room) {
+      if (room->backfilling && !room->backfill_inflight) pending.push_back(room);
+    });
+    for (Room* room : pending) start_backfill(room);
   }
   if (up) LOG_INFO("broker %s: up", server_->broker().mode());
   else LOG_WARN("broker %s: down; chats are answered `unavailable` until it is back", server_->broker().mode());

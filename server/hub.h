@@ -53,6 +53,7 @@ class Hub : public BrokerEvents {
   void finish_join(uint64_t conn_id, const std::string& room_id, const JoinFetch& fetch);
   void left_room(Room* room, Connection& c, bool was_active);
   static void merge_users(std::vector<protocol::User>* into, const std::vector<protocol::User>& more);
+  void start_backfill(Room* room);
   void finish_backfill(const std::string& room_id, int status, std::vector<std::string> events);
   void deliver_chat(Room* room, std::string_view event);
   void member_removed(Room* room);

@@ -44,7 +44,8 @@ struct Room {
   SubState sub = SubState::None;  // broker subscription
   uint64_t linger_until = 0;      // loop ms, while Lingering
   std::string last_id;            // id of the last chat event delivered here
-  bool backfilling = false;       // a history read after a broker reconnect is under way
+  bool backfilling = false;       // live chats are held until a history read after a reconnect fills the gap
+  bool backfill_inflight = false; // that read is under way
   uint32_t history_pending = 0;   // history reads for joining members under way
   std::vector<std::string> held;  // live chat events seen while either kind of read is under way
 
