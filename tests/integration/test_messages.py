@@ -1,5 +1,6 @@
 # JSON messages (PROTOCOL.md sections 2-4): every client type and alias, every standalone error code, ref, identity.
 # Rule: each test uses fresh connections and fresh room ids, and checks replies field by field.
+import json
 import re
 import time
 
@@ -410,6 +411,54 @@ class Errors(MessageTestCase):
             await c.send(bad)
             await c.expect("error")
         await c.ping("still-open")
+
+
+class Robustness(MessageTestCase):
+
+    async def test_ref_limits(self):
+        c = await self.client()
+        for ref in ("r" * 65, {"a": 1}, [1], None, True):
+            with self.subTest(ref=ref):
+                await c.send({"type": "ping", "ref": ref})
+                err = await c.expect_error("bad_request")
+        await c.ping("r" * 64)
+
+    async def test_deeply_nested_json_does_not_crash(self):
+        c = await self.client()
+        await c.send('{"type":"ping","x":' + "[" * 30000 + "]" * 30000 + "}")
+        reply = await c.recv()
+        self.assertTrue(reply["type"] == "pong" or reply.get("code") in ("bad_json", "bad_request"), reply)
+        await c.send('{"type":"ping","x":' + '{"a":' * 10000 + "1" + "}" * 10000 + "}")
+        reply = await c.recv()
+        self.assertTrue(reply["type"] == "pong" or reply.get("code") in ("bad_json", "bad_request"), reply)
+        await c.ping("alive")
+
+    async def test_lone_surrogate_never_reaches_members(self):
+        # "\ud800" is valid JSON text but no UTF-8: refuse it, or deliver something valid -- the member's
+        # library closes its connection (1007) if the server relays invalid UTF-8.
+        room = unique("sur")
+        m = await self.client(label="member")
+        await m.join(room)
+        c = await self.client()
+        await c.send('{"type":"chat","roomId":"%s","message":"a\\ud800b","ref":1}' % room)
+        reply = await c.recv()
+        if reply["type"] == "error":
+            self.assertIn(reply["code"], ("bad_json", "bad_request"), reply)
+        else:
+            self.assertEqual(reply["type"], "ack", reply)
+            await m.expect("chat")
+        await c.send({"type": "chat", "roomId": room, "message": "after"})
+        self.assertEqual((await m.wait_for("chat"))["message"], "after")
+
+    async def test_escapes_and_nul_preserved(self):
+        room = unique("esc")
+        m = await self.client(label="member")
+        await m.join(room)
+        c = await self.client()
+        for message in ('nul\x00 quote" backslash\\ tab\t nl\n emoji \U0001F600 </script>', "\x01\x1f\x7f"):
+            with self.subTest(message=message):
+                await c.send({"type": "chat", "roomId": room, "message": message})
+                self.assertEqual((await m.expect("chat"))["message"], message)
 
 
 class Identity(MessageTestCase):
