@@ -119,6 +119,14 @@ class Handshake(RoomcastTestCase):
                 self.assertIsNone(resp.header("Sec-WebSocket-Accept"))
         await self.assert_server_works()
 
+    async def test_upgrade_on_other_paths_not_switched(self):
+        for path in ("/healthz", "/app.js", "/rooms/abc", "/nope", "/ws/extra", "/wss"):
+            with self.subTest(path=path):
+                resp, conn = await self.upgrade(path)
+                self.assertNotEqual(resp.status, 101, resp)
+                self.assertIsNone(resp.header("Sec-WebSocket-Accept"))
+        await self.assert_server_works()
+
     async def test_http10_is_not_upgraded(self):
         resp, conn = await self.upgrade("/ws", version="HTTP/1.0")
         self.assertNotEqual(resp.status, 101, resp)
@@ -150,7 +158,8 @@ class Handshake(RoomcastTestCase):
 
     async def test_foreign_origin_403(self):
         for origin in ("http://evil.example", "https://evil.example:%d" % self.port,
-                       "http://127.0.0.1:%d" % (self.port ^ 1), "http://localhost:%d" % self.port):
+                       "http://127.0.0.1:%d" % (self.port ^ 1), "http://localhost:%d" % self.port, "null",
+                       "http://127.0.0.1:%d.evil.example" % self.port, "http://127.0.0.1"):
             with self.subTest(origin=origin):
                 resp, conn = await self.upgrade(headers=[("Origin", origin)])
                 self.assertEqual(resp.status, 403, resp)

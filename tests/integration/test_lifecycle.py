@@ -1,6 +1,7 @@
 # Process lifecycle (PROTOCOL.md sections 1 and 6): SIGTERM/SIGINT shutdown and the /healthz connection count.
 # Rule: on a stop signal every client gets close 1001 and the process exits 0 within 5 s, sanitizer-clean.
 import asyncio
+import json
 import signal
 import time
 import unittest
@@ -87,9 +88,13 @@ class Shutdown(unittest.IsolatedAsyncioTestCase):
                 return i
 
         task = asyncio.ensure_future(chatter())
-        await b.wait_for("chat")
+        first = await b.wait_for("chat")
         self.server.signal(signal.SIGTERM)
-        await b.expect_close(1001, timeout=STOP_TIMEOUT + 1)
+        rest = await b.expect_close(1001, timeout=STOP_TIMEOUT + 1)
+        # what b got before the close is the unbroken sequence: nothing queued for it was dropped midway
+        got = [first["message"]] + [json.loads(r)["message"] for r in rest if json.loads(r).get("type") == "chat"]
+        start = int(got[0].split()[1])
+        self.assertEqual(got, ["busy %d" % i for i in range(start, start + len(got))])
         await a.expect_close(1001, timeout=STOP_TIMEOUT + 1)
         await asyncio.wait_for(task, TIMEOUT)
         self.assertEqual(self.server.wait_exit(STOP_TIMEOUT), 0, self.server.log_tail())

@@ -562,6 +562,15 @@ class Identity(MessageTestCase):
         self.assertRegex(joined["user"]["id"], ANON_ID)
         self.assertRegex(joined["user"]["name"], GUEST_NAME)
 
+    async def test_query_name_only(self):
+        c = await self.client("/ws?name=Solo")
+        await c.expect_silence()  # no room: nothing to say yet
+        room = unique("q")
+        await c.send({"type": "join", "roomId": room})
+        joined = await c.expect("joined", roomId=room)
+        self.assertEqual(joined["user"]["name"], "Solo")
+        self.assertRegex(joined["user"]["id"], r"^[A-Za-z0-9_.:-]{1,64}$")
+
     async def test_query_on_root_path(self):
         room = unique("q")
         c = await self.client("/?room=%s&name=Root" % room)
