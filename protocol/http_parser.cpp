@@ -132,13 +132,21 @@ bool HttpParser::scan_head(const char* data, size_t len) {
       fail(400, "bare CR in request head");
       return false;
     }
-    tail_ = (tail_ << 8) | c;
-    head_bytes_++;
-    if (tail_ == 0x0d0a0d0a) head_done_ = true;
-    else if (head_bytes_ > limits_.max_head) {
+    if (++head_bytes_ > limits_.max_head) {
       fail(431, "request head too large");
       return false;
     }
+    if (!line_started_) {
+      // llhttp skips empty lines before a request line; they must not look like the end of a head.
+      if (c == '\r' || c == '\n') {
+        tail_ = c == '\r' ? '\r' : 0;
+        continue;
+      }
+      line_started_ = true;
+      tail_ = 0;
+    }
+    tail_ = (tail_ << 8) | c;
+    if (tail_ == 0x0d0a0d0a) head_done_ = true;
   }
   return true;
 }
@@ -177,7 +185,7 @@ void HttpParser::next() {
   request_ = HttpRequest();
   field_.clear();
   value_.clear();
-  in_value_ = head_done_ = started_ = complete_ = bad_field_ = false;
+  in_value_ = head_done_ = started_ = complete_ = bad_field_ = line_started_ = false;
   head_bytes_ = 0;
   tail_ = 0;
   llhttp_resume(&impl_->parser);

@@ -61,6 +61,7 @@ class HttpParser {
   std::string field_, value_;       // header being assembled across spans
   bool in_value_ = false;           // last span was a header value
   bool head_done_ = false;          // the pre-scan saw the end of the head
+  bool line_started_ = false;       // the pre-scan is past the empty lines before the request line
   bool started_ = false;            // bytes of a request seen
   bool complete_ = false;           // on_message_complete fired
   bool bad_field_ = false;          // a header name was not a token

@@ -68,7 +68,7 @@ bool read_room(const rapidjson::Value& obj, bool required, ClientMessage* msg, M
   const rapidjson::Value* v = field(obj, "roomId");
   if (!v) v = field(obj, "room");
   if (!v) return required ? fail(err, ErrorCode::BadRequest, "roomId is required") : true;
-  if (!v->IsString()) return fail(err, ErrorCode::BadRoom, "roomId must be a string of 1-64 characters [A-Za-z0-9_.:-]");
+  if (!v->IsString()) return fail(err, ErrorCode::BadRequest, "roomId must be a string");
   std::string_view id(v->GetString(), v->GetStringLength());
   if (!valid_room_id(id)) return fail(err, ErrorCode::BadRoom, "roomId must be 1-64 characters of [A-Za-z0-9_.:-]");
   msg->room_id = std::string(id);

@@ -116,9 +116,42 @@ void WsDecoder::reset(WsFramePool& pool) {
   in_message_ = in_frame_ = false;
 }
 
+int WsDecoder::prescan(const WsLimits& limits, const uint8_t* data, size_t len, size_t* stop_at) {
+  size_t i = 0;
+  while (i < len) {
+    if (scan_skip_ > 0) {
+      size_t n = len - i < scan_skip_ ? len - i : static_cast<size_t>(scan_skip_);
+      scan_skip_ -= n;
+      i += n;
+      continue;
+    }
+    scan_hdr_[scan_len_++] = data[i++];
+    if (scan_len_ < 2) continue;
+    uint8_t len7 = scan_hdr_[1] & 0x7f;
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    size_t need = 2 + ext + ((scan_hdr_[1] & 0x80) ? 4 : 0);
+    if (scan_len_ < need) continue;
+    uint64_t payload = len7;
+    if (ext) {
+      payload = 0;
+      for (size_t k = 0; k < ext; k++) payload = (payload << 8) | scan_hdr_[2 + k];
+    }
+    scan_len_ = 0;
+    scan_skip_ = payload;
+    *stop_at = i;  // the frames before this header are still delivered
+    if ((ext == 8 && (payload >> 63)) || (ext == 8 && payload < 65536) || (ext == 2 && payload < 126)) return kCloseProtocolError;
+    if (!(scan_hdr_[0] & 0x8) && payload > limits.max_message) return kCloseTooBig;
+  }
+  *stop_at = len;
+  return 0;
+}
+
 int WsDecoder::feed(WsFramePool& pool, const WsLimits& limits, const uint8_t* data, size_t len, Sink sink,
                     void* user) {
   assert(!pool.feeding_);
+  size_t usable = len;
+  int scan_code = prescan(limits, data, len, &usable);
+  len = usable;
   if (!ctx_) {
     ctx_ = pool.acquire();
     if (!ctx_) return kCloseInternalError;
@@ -146,6 +179,7 @@ int WsDecoder::feed(WsFramePool& pool, const WsLimits& limits, const uint8_t* da
   pool.feeding_ = false;
   pool.in_ = nullptr;
   pool.in_len_ = pool.in_pos_ = 0;
+  if (!close_code && !stop) close_code = scan_code;
   if (close_code || stop) {
     pool.release(ctx_, false);
     ctx_ = nullptr;

@@ -91,6 +91,7 @@ class WsDecoder {
   int on_chunk(const WsLimits& limits, uint8_t fin, uint8_t rsv, uint8_t opcode, uint8_t mask, uint64_t payload_length,
                const uint8_t* data, size_t len, Sink sink, void* user, bool* stop);
   int finish_control(Sink sink, void* user, std::string_view payload, bool* stop);
+  int prescan(const WsLimits& limits, const uint8_t* data, size_t len, size_t* stop_at);
 
   wslay_frame_context* ctx_ = nullptr;  // borrowed from the pool while a frame is partly read
   std::string* msg_ = nullptr;          // text message being assembled (only when split)
@@ -101,6 +102,11 @@ class WsDecoder {
   uint8_t frame_opcode_ = 0;            // opcode of the current frame
   bool in_frame_ = false;               // a frame header was read and its payload is not complete
   bool in_message_ = false;             // a text message started and its FIN frame has not come
+  // Pre-scan of the raw stream, ahead of wslay (which reports a frame only with its first payload
+  // byte): a header announcing more than max_message is refused as soon as it is complete.
+  uint64_t scan_skip_ = 0;              // payload bytes of the scanned frame still to pass
+  uint8_t scan_hdr_[14];                // header bytes of the next frame seen so far
+  uint8_t scan_len_ = 0;                // how many
 };
 
 // True when the bytes are valid UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).

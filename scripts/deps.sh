@@ -10,9 +10,11 @@ packages=(
   rapidjson-dev libssl-dev
   redis-server
   python3 python3-websockets
-  nodejs npm chromium
+  chromium
   curl
 )
+# Node.js: any node/npm on PATH will do (images often carry NodeSource's); else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -301,11 +301,11 @@ void test_parse_errors(void**) {
 // missing one bad_request.
 void test_room_of_wrong_type(void**) {
   const std::vector<ParseRow> rows = {
-      bad("numeric roomId", R"({"type":"join","roomId":5})", ErrorCode::BadRoom),
-      bad("null roomId", R"({"type":"join","roomId":null})", ErrorCode::BadRoom),
-      bad("array roomId", R"({"type":"leave","roomId":["r1"]})", ErrorCode::BadRoom),
-      bad("numeric room", R"({"type":"chat","room":1,"message":"hi"})", ErrorCode::BadRoom),
-      bad("numeric roomId wins over a good room", R"({"type":"join","roomId":1,"room":"r1"})", ErrorCode::BadRoom),
+      bad("numeric roomId", R"({"type":"join","roomId":5})", ErrorCode::BadRequest),
+      bad("null roomId", R"({"type":"join","roomId":null})", ErrorCode::BadRequest),
+      bad("array roomId", R"({"type":"leave","roomId":["r1"]})", ErrorCode::BadRequest),
+      bad("numeric room", R"({"type":"chat","room":1,"message":"hi"})", ErrorCode::BadRequest),
+      bad("numeric roomId wins over a good room", R"({"type":"join","roomId":1,"room":"r1"})", ErrorCode::BadRequest),
   };
   check_parse_rows(rows);
 }
