@@ -1007,9 +1007,16 @@ class RoomcastTestCase(unittest.IsolatedAsyncioTestCase):
             else:
                 c.close()
 
+    def _failed_so_far(self):
+        """Whether this test (or one of its subtests) has already been reported failed or errored."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        for t, _ in list(getattr(result, "failures", [])) + list(getattr(result, "errors", [])):
+            if t is self or getattr(t, "test_case", None) is self:
+                return True
+        return False
+
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        failed = self._failed_so_far()
         if not self.server.alive():
             sys.stderr.write("\n----- server log -----\n%s\n" % self.server.log_tail(200))
             self.fail("the server died during %s (exit %s)" % (self.id(), self.server.proc.poll()))

@@ -228,14 +228,27 @@ class Health(RoomcastTestCase):
         self.assertGreaterEqual(self.find(before, r"(^|_)rooms?(_|$)"), 1)
         in0 = self.find(before, r"message", r"(_in\b|_in_|received|inbound)")
         out0 = self.find(before, r"message", r"(_out\b|_out_|sent|outbound|delivered)")
-        bytes0 = self.find(before, r"bytes")
+        bytes0 = self.find(before, r"bytes", r"(out|sent)")
+        self.assertGreaterEqual(self.find(before, r"slow"), 0)
+        self.assertGreaterEqual(self.find(before, r"reconnect"), 0)
+        # a publish latency histogram: TYPE histogram, cumulative buckets ending at +Inf == _count
+        text = resp.body.decode("utf-8")
+        hists = re.findall(r"^# TYPE (\S+) histogram$", text, re.M)
+        self.assertTrue(hists, "no histogram in /metrics")
+        h = hists[0]
+        buckets = [v for labels, v in before.get(h + "_bucket", [])]
+        self.assertTrue(buckets, "histogram %s has no buckets" % h)
+        self.assertEqual(buckets, sorted(buckets), "buckets of %s not cumulative" % h)
+        self.assertIn('le="+Inf"', "".join(labels for labels, _ in before[h + "_bucket"]))
+        self.assertEqual(buckets[-1], before[h + "_count"][0][1])
+        self.assertIn(h + "_sum", before)
         for i in range(3):
             await a.send({"type": "chat", "roomId": room, "message": "metric %d" % i})
             await a.expect("chat")
         after = self.parse_metrics((await self.get("/metrics")).body.decode("utf-8"))
         self.assertGreater(self.find(after, r"message", r"(_in\b|_in_|received|inbound)"), in0)
         self.assertGreater(self.find(after, r"message", r"(_out\b|_out_|sent|outbound|delivered)"), out0)
-        self.assertGreater(self.find(after, r"bytes"), bytes0)
+        self.assertGreater(self.find(after, r"bytes", r"(out|sent)"), bytes0)
 
 
 class KeepAlive(RoomcastTestCase):

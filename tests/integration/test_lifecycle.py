@@ -3,6 +3,7 @@
 import asyncio
 import json
 import signal
+import sys
 import time
 import unittest
 
@@ -101,6 +102,9 @@ class Shutdown(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(self.server.sanitizer_reports(), [])
 
     def tearDown(self):
+        if RoomcastTestCase._failed_so_far(self):
+            sys.stderr.write("\n----- server log after failed %s -----\n%s\n----- end -----\n"
+                             % (self.id(), self.server.log_tail(60)))
         if self.server.proc is not None and self.server.proc.poll() is None:
             self.server.stop()
 
