@@ -39,9 +39,13 @@ double wall_ms_precise() {
 void Hub::on_open(Connection& c, std::string_view target) {
   std::string_view path, query;
   protocol::split_target(target, &path, &query);
-  if (auto name = protocol::query_param(query, "name"); name && protocol::valid_user_name(*name)) {
-    c.user().name = *name;
-    c.set_identified();
+  if (auto name = protocol::query_param(query, "name")) {
+    if (protocol::valid_user_name(*name)) {
+      c.user().name = *name;
+      c.set_identified();
+    } else {
+      error(c, ErrorCode::BadRequest, "name must be 1-64 characters without control characters; using " + c.user().name, "");
+    }
   }
   if (auto room = protocol::query_param(query, "room")) {
     if (protocol::valid_room_id(*room)) join(c, *room, "", std::nullopt);
