@@ -93,7 +93,11 @@ command -v redis-server >/dev/null || { echo "run.sh: redis-server is not instal
 
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 say "machine: $(nproc) cores ($cpu_model), kernel $(uname -r), $(free -g | awk '/Mem:/{print $2}') GiB, open-file limit $(ulimit -n), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- server protocol redis 2>/dev/null || echo ' (server sources differ from it)')"
+if [ $do_build = 1 ]; then
+  echo "built from commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- server protocol redis 2>/dev/null || echo ' plus uncommitted changes in server/, protocol/ or redis/')"
+else
+  echo "not rebuilt: $server is from $(date -r "$server" '+%F %T') (HEAD is $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+fi
 
 fanout_throughput=(fanout --members 100 --publishers 2 --messages 20000 --size 100 --window 32)
 fanout_paced=(fanout --members 100 --publishers 2 --messages 5000 --size 100 --rate 2000 --window 64)
