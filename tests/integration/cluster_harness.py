@@ -1,6 +1,5 @@
-# Cluster harness: a throw-away redis-server and several roomcast instances in Redis mode, started per test.
-# Rule: whatever a test starts (redis-server, instances, client processes) is stopped in cleanup even after a
-# failure, and an instance that crashed, or did not exit 0 on SIGTERM, fails the test.
+# Cluster harness: per test, a throw-away redis-server and roomcast instances in Redis mode, and clients for them.
+# Rule: all it starts is stopped even after a failure; an instance that crashed or did not exit 0 fails the test.
 """Helpers for the Redis scale-out suite (tests/integration/test_cluster_*.py), on top of roomcast_harness.
 
   * Redis: RedisServer plus kill (SIGKILL), restart on the same port, freeze/thaw and async commands.
@@ -9,13 +8,14 @@
   * Peer: a WebSocket client whose messages are read in the background into an inbox, so a test takes the
     message it waits for and keeps the others (acks, presence and chats interleave across instances).
   * ChildClient: a member living in a separate process, to be killed with SIGKILL.
+  * DelayProxy: a slow link (requests held for a while) between one instance and Redis.
   * ClusterTestCase: per test, one Redis (unless start_redis is False) and the instances the test launches.
 """
 
 import asyncio
 import contextlib
 import json
-import os
+import random
 import signal
 import socket
 import struct
@@ -30,8 +30,37 @@ import websockets.exceptions
 from roomcast_harness import (QUIET, SCALE, STARTUP_TIMEOUT, TIMEOUT, RedisServer, RoomcastServer, ServerError,
                               WsClient, free_port, http_request, http_request_sync, id_parts, req, unique, user)
 
-__all__ = ["QUIET", "SCALE", "TIMEOUT", "ClusterTestCase", "Instance", "Peer", "Redis", "ChildClient", "health",
-           "metrics", "metric", "wait_until", "id_parts", "unique", "user", "free_port"]
+__all__ = ["QUIET", "SCALE", "TIMEOUT", "ClusterTestCase", "Instance", "Peer", "Redis", "ChildClient", "DelayProxy",
+           "health", "metrics", "metric", "get_json", "wait_until", "chat_key", "id_parts", "unique", "user",
+           "quiet_port"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Ports
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def quiet_port():
+    """A free port below the ephemeral range. A port that must stay ours across restarts (Redis coming back on its
+    port, an instance restarted on its port) must not be one the kernel hands out as the source port of some
+    outgoing connection meanwhile, as a port from free_port() may be."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(20000, max(20001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -59,10 +88,15 @@ async def wait_until(probe, timeout=TIMEOUT, what="condition", interval=0.05):
 # HTTP views of an instance
 
 
+async def get_json(port, path, timeout=5.0):
+    """(status, body as JSON) of GET path, whatever the status."""
+    resp = await http_request(port, req("GET", path, port, [("Connection", "close")]), timeout=timeout)
+    return resp.status, resp.json()
+
+
 async def health(port, timeout=5.0):
     """(status, body as JSON) of GET /healthz, whatever the status."""
-    resp = await http_request(port, req("GET", "/healthz", port, [("Connection", "close")]), timeout=timeout)
-    return resp.status, resp.json()
+    return await get_json(port, "/healthz", timeout)
 
 
 async def metrics(port, timeout=5.0):
@@ -97,9 +131,20 @@ class Redis(RedisServer):
         super().__init__()
         self.frozen = False
 
+    def start(self, port=None, timeout=STARTUP_TIMEOUT):
+        if port is not None:
+            return super().start(port=port, timeout=timeout)
+        for attempt in range(3):
+            try:
+                return super().start(port=quiet_port(), timeout=timeout)
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        return self
+
     def reserve_port(self):
         """Pick the port now, start later (instances that come up before Redis)."""
-        self.port = free_port()
+        self.port = quiet_port()
         return self.port
 
     def kill(self):
@@ -156,8 +201,19 @@ class Instance(RoomcastServer):
         self.killed = False
 
     def start(self, timeout=STARTUP_TIMEOUT):
-        super().start(timeout)
-        self.fixed_port = True   # a restart comes back on the same port
+        attempts = 1
+        if not self.fixed_port:
+            attempts = 3
+            self.fixed_port = True   # a restart comes back on the same port
+            self.port = quiet_port()
+        for attempt in range(attempts):
+            try:
+                super().start(timeout)
+                break
+            except ServerError:
+                if attempt + 1 == attempts or "in use" not in self.log().lower():
+                    raise
+                self.port = quiet_port()
         self.killed = False
         return self
 
@@ -254,6 +310,78 @@ class ChildClient:
     async def reap(self):
         self.kill()
         await self.proc.wait()
+
+
+class DelayProxy:
+    """A TCP proxy in front of Redis that holds every chunk an instance sends for `delay` seconds (replies pass at
+    once): a slow link between one instance and Redis, so that instance has commands in flight for that long."""
+
+    def __init__(self, upstream_port, delay):
+        self.upstream_port = upstream_port
+        self.delay = delay
+        self.port = None
+        self._server = None
+        self._tasks = set()
+        self._writers = []
+
+    async def start(self):
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", quiet_port())
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    async def _serve(self, c_reader, c_writer):
+        try:
+            u_reader, u_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            c_writer.close()
+            return
+        self._writers += [c_writer, u_writer]
+        queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def read_client():
+            while True:
+                data = await c_reader.read(65536)
+                await queue.put((loop.time() + self.delay, data))
+                if not data:
+                    return
+
+        async def write_upstream():
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    u_writer.close()
+                    return
+                u_writer.write(data)
+                await u_writer.drain()
+
+        async def replies():
+            while True:
+                data = await u_reader.read(65536)
+                if not data:
+                    c_writer.close()
+                    return
+                c_writer.write(data)
+                await c_writer.drain()
+
+        for coro in (read_client(), write_upstream(), replies()):
+            t = loop.create_task(coro)
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def close(self):
+        if self._server is not None:
+            self._server.close()
+        for w in self._writers:
+            w.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -431,12 +559,13 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         self.instances = []
         self.peers = []
         self.children = []
+        self.proxies = []
 
-    async def launch(self, instance_id, port=None, args=(), require_up=None):
+    async def launch(self, instance_id, port=None, args=(), require_up=None, redis_url=None):
         """Start one instance (in a thread: the loop keeps serving the clients meanwhile)."""
         if require_up is None:
             require_up = self.redis.proc is not None
-        inst = Instance(self.redis.url, instance_id, port=port, args=list(self.instance_args) + list(args),
+        inst = Instance(redis_url or self.redis.url, instance_id, port=port, args=list(self.instance_args) + list(args),
                         require_up=require_up)
         self.instances.append(inst)
         self.addCleanup(inst.cleanup)
@@ -444,8 +573,12 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         return inst
 
     async def launch_n(self, n, shared_port=False, args=()):
-        port = free_port() if shared_port else None
+        port = quiet_port() if shared_port else None
         return [await self.launch("i%d" % (i + 1), port=port, args=args) for i in range(n)]
+
+    async def stop_instance(self, inst):
+        """SIGTERM; exit 0 within 5 s and a clean log, or ServerError."""
+        await asyncio.to_thread(inst.stop)
 
     async def restart(self, inst):
         await asyncio.to_thread(inst.start)
@@ -494,15 +627,26 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         except AssertionError as e:
             raise AssertionError("%s (now %d)" % (e, await self.redis.numsub(channel))) from None
 
+    async def delay_proxy(self, delay):
+        proxy = await DelayProxy(self.redis.port, delay).start()
+        self.proxies.append(proxy)
+        return proxy
+
     async def asyncTearDown(self):
         for p in self.peers:
             await p.close()
+        for proxy in self.proxies:
+            await proxy.close()
         for c in self.children:
             await c.reap()
 
+    def _failed_so_far(self):
+        # (_outcome.success is reset while tearDown runs; the result's lists still know.)
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return result is not None and any(t is self for t, _ in list(result.failures) + list(result.errors))
+
     def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        failed = self._failed_so_far()
         died = [i for i in self.instances if i.proc is not None and not i.killed and not i.alive()]
         if failed or died:
             for inst in self.instances:

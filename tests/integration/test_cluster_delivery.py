@@ -2,7 +2,7 @@
 # Rule: a member on any instance gets what a member on any other instance does, in one room order.
 import asyncio
 
-from cluster_harness import ClusterTestCase, chat_key, health, id_parts, metrics, unique, user
+from cluster_harness import TIMEOUT, ClusterTestCase, chat_key, health, id_parts, metrics, unique, user
 
 
 class CrossInstanceDelivery(ClusterTestCase):
@@ -151,8 +151,9 @@ class SharedPort(ClusterTestCase):
 
 class RoomOrder(ClusterTestCase):
     N = 50
+    maxDiff = None
 
-    async def test_three_publishers_four_receivers(self):
+    async def three_publishers_four_receivers(self):
         insts = await self.launch_n(3)
         room = unique("order")
         receivers = []
@@ -166,8 +167,10 @@ class RoomOrder(ClusterTestCase):
             pubs.append(p)
 
         async def publish(k, p):
-            for i in range(self.N):
-                await p.chat(room, "p%d-%03d" % (k, i), ref="p%d-%d" % (k, i))
+            msgs = [{"type": "chat", "roomId": room, "message": "p%d-%03d" % (k, i), "ref": "p%d-%d" % (k, i)}
+                    for i in range(self.N)]
+            for m in msgs:
+                await p.send(m)
             acks = [await p.answer("p%d-%d" % (k, i), timeout=30) for i in range(self.N)]
             for a in acks:
                 self.assertEqual(a["type"], "ack", (p, a))
@@ -175,7 +178,8 @@ class RoomOrder(ClusterTestCase):
 
         ack_ids = await asyncio.gather(*(publish(k, p) for k, p in enumerate(pubs)))
         total = self.N * len(pubs)
-        seqs = [await r.take_n(total, "chat", timeout=30) for r in receivers]
+        seqs = [await r.take_n(total, "chat", timeout=30, pred=lambda e: e["message"][:1] == "p")
+                for r in receivers]
         first = [chat_key(e) for e in seqs[0]]
         for r, seq in zip(receivers, seqs):
             self.assertEqual([chat_key(e) for e in seq], first, "%s saw another order than %s" % (r, receivers[0]))
@@ -192,6 +196,51 @@ class RoomOrder(ClusterTestCase):
             await r.expect_none("chat", seconds=0.3)
         for p in pubs:
             await p.expect_none("chat", seconds=0.05)
+
+    async def test_three_publishers_four_receivers(self):
+        await self.three_publishers_four_receivers()
+
+    async def test_sender_order_when_redis_reloads_scripts(self):
+        """Redis forgets its scripts (SCRIPT FLUSH; a restart or a failover does the same) and instance 2 sits
+        behind a 100 ms link. Its first chats are in flight when the NOSCRIPT for the first comes back, and
+        instance 1 loads the script again meanwhile: the retry of the first may not land after the others."""
+        proxy = await self.delay_proxy(0.1)
+        i1 = await self.launch("i1")
+        i2 = await self.launch("i2", redis_url=proxy.url)
+        room = unique("noscript")
+        m1, _ = await self.member(i1, "m1", room)
+        m2, _ = await self.member(i2, "m2", room)
+        p1 = await self.peer(i1, "p1")
+        p2 = await self.peer(i2, "p2")
+        for p in (p1, p2):
+            await p.hello(user(p.label))
+            await p.chat_acked(room, "warm-%s" % p.label, ref="warm")
+        for m in (m1, m2):
+            await m.take_n(2, "chat", pred=lambda e: e["message"].startswith("warm-"))
+        self.assertEqual(await self.redis.acommand("SCRIPT", "FLUSH"), "OK")
+
+        n = 50
+        refs = ["p2-%03d" % i for i in range(n)]
+
+        async def slow_link_publisher():
+            for r in refs:   # one every 4 ms: spread over the 100 ms the link holds them
+                await p2.chat(room, r, ref=r)
+                await asyncio.sleep(0.004)
+
+        async def fast_link_publisher():
+            await asyncio.sleep(0.15)   # after p2-000 met the empty script cache, before most others arrive
+            await p1.chat_acked(room, "p1-000", ref="p1-000")
+
+        await asyncio.gather(slow_link_publisher(), fast_link_publisher())
+        acks = [await p2.answer(r, timeout=TIMEOUT) for r in refs]
+        self.assertEqual([a["type"] for a in acks], ["ack"] * n, acks)
+        by_id = [r for _, r in sorted((id_parts(a["id"]), r) for a, r in zip(acks, refs))]
+        self.assertEqual(by_id, refs, "p2's chats in the order of their ids (Redis ran them in this order)")
+        for m in (m1, m2):
+            got = await m.take_n(n + 1, "chat", timeout=TIMEOUT)
+            self.assertEqual([e["message"] for e in got if e["user"]["id"] == "p2"], refs,
+                             "%s: p2's chats out of order" % m.label)
+            await m.expect_none("chat", seconds=0.2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 # Broker subscriptions (PROTOCOL.md section 5, Efficiency): one per room with local members, as Redis sees them.
-# Rule: PUBSUB NUMSUB room:<id> is the number of instances with local members; it falls to 0 once the last member
-# leaves, disconnects or vanishes (an UNSUBSCRIBE may linger up to 1 s).
+# Rule: PUBSUB NUMSUB room:<id> counts instances with local members, 0 soon after the last leaves, closes or dies.
 from cluster_harness import ClusterTestCase, user, unique
 
 LINGER = 1.0          # the server may keep a subscription this long after the last local member
