@@ -8,6 +8,7 @@ from roomcast_harness import OP_CLOSE, OP_TEXT, RawWs, RoomcastTestCase, healthz
 MAX_OUTBOUND = 65536
 N_MESSAGES = 500
 MESSAGE_SIZE = 16000  # 500 x 16000 = 8 MB: far beyond any socket buffers plus --max-outbound
+WINDOW = 2            # messages the publisher may be ahead of the normal member (2 x 16 KB < 64 KiB)
 
 
 class SlowReader(RoomcastTestCase):
@@ -39,8 +40,9 @@ class SlowReader(RoomcastTestCase):
         pub = await self.client(label="publisher")
         self.assertEqual(await self.wait_connections(base + 3, 5), base + 3, "healthz connections")
 
+        got = []
+
         async def receive_all():
-            got = []
             while len(got) < N_MESSAGES:
                 m = await normal.recv(timeout=30)
                 if m["type"] == "chat":
@@ -49,7 +51,12 @@ class SlowReader(RoomcastTestCase):
 
         receiver = asyncio.ensure_future(receive_all())
         t0 = time.monotonic()
+        # The publisher keeps at most WINDOW messages ahead of the normal member, so the normal
+        # member never has more than --max-outbound unsent however slowly this machine runs it;
+        # the slow one, which reads nothing, falls behind without bound.
         for i in range(N_MESSAGES):
+            while i - len(got) >= WINDOW and not receiver.done():
+                await asyncio.sleep(0.002)
             await pub.send({"type": "chat", "roomId": room, "message": "%06d:" % i + "x" * (MESSAGE_SIZE - 7)})
         got = await asyncio.wait_for(receiver, 60)
         elapsed = time.monotonic() - t0
