@@ -111,14 +111,8 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
   Room* room = rooms_.get(room_id);
   if (Room::Entry* e = room->find(&c.membership())) {
     if (e->active) {
-      // Already in: repeat `joined` (members from the whole cluster), no second presence event.
-      Server* server = server_;
-      uint64_t conn_id = c.id();
-      std::string id = room->id;
-      room_members(id, [server, conn_id, id, ref](std::vector<User> members) {
-        Connection* again = server->find(conn_id);
-        if (again && again->is_websocket()) again->send_text(protocol::encode_joined(id, again->user(), members, {}, false, ref));
-      });
+      // Already in: repeat `joined` (history and members as for a first join), no second presence.
+      rejoin(c, room, ref, since.value_or(""));
     } else {
       e->wait->ref = ref;  // the latest join's ref is the one answered
     }
@@ -150,6 +144,32 @@ struct JoinFetch {
   bool have_members = false;           // members below came from the broker
   std::vector<User> members;           // cluster-wide members
 };
+
+void Hub::rejoin(Connection& c, Room* room, const std::string& ref, const std::string& since) {
+  // The member keeps receiving live events meanwhile; a client dedupes the overlap by id.
+  auto fetch = std::make_shared<JoinFetch>();
+  Server* server = server_;
+  uint64_t conn_id = c.id();
+  std::string room_id = room->id;
+  fetch->waiting = 2;
+  auto finish = [server, conn_id, room_id, ref, fetch] {
+    if (--fetch->waiting > 0) return;
+    Connection* again = server->find(conn_id);
+    if (again && again->is_websocket())
+      again->send_text(protocol::encode_joined(room_id, again->user(), fetch->members, fetch->events, fetch->truncated, ref));
+  };
+  size_t limit = static_cast<size_t>(server_->config().history);
+  int r = limit == 0 ? -1 : server_->broker().history(room_id, since, limit, [fetch, finish](int, std::vector<std::string> events, bool truncated) {
+    fetch->events = std::move(events);
+    fetch->truncated = truncated;
+    finish();
+  });
+  if (r < 0) finish();
+  room_members(room_id, [fetch, finish](std::vector<User> members) {
+    fetch->members = std::move(members);
+    finish();
+  });
+}
 
 void Hub::activate(Room* room, Room::Entry& e) {
   // Subscribed: read the history (and the cluster's members), then answer `joined`. Live events

@@ -50,6 +50,7 @@ class Hub : public BrokerEvents {
   void chat(Connection& c, protocol::ClientMessage& m);
   void adopt_user(Connection& c, const std::optional<protocol::User>& user);
   void activate(Room* room, Room::Entry& e);
+  void rejoin(Connection& c, Room* room, const std::string& ref, const std::string& since);
   void finish_join(uint64_t conn_id, const std::string& room_id, const JoinFetch& fetch);
   void left_room(Room* room, Connection& c, bool was_active);
   static void merge_users(std::vector<protocol::User>* into, const std::vector<protocol::User>& more);
