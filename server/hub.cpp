@@ -125,7 +125,9 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
     case SubState::Lingering:
       room->sub = SubState::Subscribed;
       [[fallthrough]];
-    case SubState::Subscribed: activate(room, *e); break;
+    case SubState::Subscribed:
+      if (server_->broker().up()) activate(room, *e);  // else when the broker is back
+      break;
     case SubState::None:
       room->sub = SubState::Subscribing;
       LOG_DEBUG("room %s: subscribing", room->id.c_str());
@@ -443,9 +445,9 @@ void Hub::on_broker_subscribed(std::string_view room_id) {
   if (room->sub == SubState::Subscribing) {
     room->sub = SubState::Subscribed;
     LOG_DEBUG("room %s: subscribed", room->id.c_str());
-    for (Room::Entry& e : room->members)
-      if (!e.active && e.wait && !e.wait->fetching) activate(room, e);
-    member_removed(room);  // everyone left before the confirmation: linger, then unsubscribe
+    // A confirmation can come before the command connection is ready (after a reconnect, or when
+    // Redis appears late): the joins then wait for on_broker_state(true).
+    if (server_->broker().up()) activate_waiting(room);
     return;
   }
   if (room->sub != SubState::Subscribed || room->last_id.empty() || room->backfilling) return;
@@ -454,6 +456,12 @@ void Hub::on_broker_subscribed(std::string_view room_id) {
   // may be confirmed before the command connection is ready).
   room->backfilling = true;
   if (server_->broker().up()) start_backfill(room);
+}
+
+void Hub::activate_waiting(Room* room) {
+  for (Room::Entry& e : room->members)
+    if (!e.active && e.wait && !e.wait->fetching) activate(room, e);
+  member_removed(room);  // everyone left before the confirmation: linger, then unsubscribe
 }
 
 void Hub::start_backfill(Room* room) {
@@ -491,11 +499,15 @@ void Hub::on_broker_state(bool up) {
     });
   }
   if (up) {
-    std::vector<Room*> pending;
+    std::vector<std::string> backfill, waiting;
     rooms_.for_each([&](Room* room) {
-      if (room->backfilling && !room->backfill_inflight) pending.push_back(room);
+      if (room->backfilling && !room->backfill_inflight) backfill.push_back(room->id);
+      if (room->sub == SubState::Subscribed) waiting.push_back(room->id);
     });
-    for (Room* room : pending) start_backfill(room);
+    for (const std::string& id : backfill)
+      if (Room* room = rooms_.find(id)) start_backfill(room);
+    for (const std::string& id : waiting)
+      if (Room* room = rooms_.find(id)) activate_waiting(room);  // may erase the room
   }
   if (up) LOG_INFO("broker %s: up", server_->broker().mode());
   else LOG_WARN("broker %s: down; chats are answered `unavailable` until it is back", server_->broker().mode());

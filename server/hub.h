@@ -55,6 +55,7 @@ class Hub : public BrokerEvents {
   void left_room(Room* room, Connection& c, bool was_active);
   static void merge_users(std::vector<protocol::User>* into, const std::vector<protocol::User>& more);
   void start_backfill(Room* room);
+  void activate_waiting(Room* room);
   void finish_backfill(const std::string& room_id, int status, std::vector<std::string> events);
   void deliver_chat(Room* room, std::string_view event);
   void member_removed(Room* room);

@@ -3,7 +3,11 @@
 // stream order and the channel order are the same order, and the id comes from the stream.
 #include "server/redis_broker.h"
 
+#include <sys/time.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <initializer_list>
 
 #include "redis/client.h"
 #include "server/log.h"
@@ -16,7 +20,15 @@ namespace {
 // ARGV[4] stream TTL in ms. The stream keeps prefix and suffix; an event is p .. id .. s.
 // Old entries go by XDEL rather than XADD MAXLEN: trimming leaves XINFO's max-deleted-entry-id at
 // 0-0, and the history read needs it to say `truncated` exactly.
+// ARGV[5]: a deadline in Redis's own clock (ms), or 0. A chat that reaches Redis after it is refused:
+// the instance may already have answered `unavailable` (say, after a freeze), so it must not appear late.
 const char* kPublishScript =
+    "if ARGV[5] ~= '0' then\n"
+    "  local t = redis.call('TIME')\n"
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then\n"
+    "    return redis.error_reply('EXPIRED chat reached Redis after its deadline')\n"
+    "  end\n"
+    "end\n"
     "local id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2])\n"
     "local extra = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])\n"
     "if extra > 0 then\n"
@@ -91,6 +103,7 @@ const char* kMemberLeaveScript =
     "return 0\n";
 
 constexpr uint64_t kInstanceTtlMs = 30000, kHeartbeatMs = 10000;
+constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 
 constexpr const char* kHistoryTtlMs = "604800000";  // a week without a message and the history goes
 
@@ -154,11 +167,11 @@ class RedisBroker : public Broker {
   }
   void member_leave(std::string_view room, std::string_view user_id) override {
     std::string key = channel(room) + ":members";
-    client_->eval(kMemberLeaveScript, {key}, {user_id, instance_}, [](int, const redis::Value&) {});
+    eval(kMemberLeaveScript, {key}, {user_id, instance_}, [](int, const redis::Value&) {});
   }
   int members(std::string_view room, MembersDone done) override {
     std::string key = channel(room) + ":members", inst = prefix_ + "roomcast:instance:";
-    return client_->eval(kMembersScript, {key}, {inst}, [done = std::move(done)](int status, const redis::Value& reply) {
+    return eval(kMembersScript, {key}, {inst}, [done = std::move(done)](int status, const redis::Value& reply) {
       std::vector<std::string> users;
       if (status != 0 || reply.type != redis::Value::Type::Array) {
         done(status < 0 ? status : -1, {});
@@ -177,20 +190,28 @@ class RedisBroker : public Broker {
 
   int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override {
     std::string stream = channel(room) + ":log", chan = channel(room);
-    return client_->eval(kPublishScript, {stream, chan}, {prefix, suffix, history_, kHistoryTtlMs},
-                         [done = std::move(done)](int status, const redis::Value& reply) {
-                           if (status == 0 && reply.type == redis::Value::Type::String) done(0, reply.str);
-                           else {
-                             if (status == 0) LOG_WARN("redis: publish script failed: %s", reply.str.c_str());
-                             done(status < 0 ? status : -1, {});
-                           }
-                         });
+    // Redis's clock is learnt from the ids it gives (their first part is its time in ms).
+    std::string deadline = clock_known_ ? std::to_string(wall_ms() + clock_offset_ms_ + kPublishDeadlineMs) : "0";
+    return eval(kPublishScript, {stream, chan}, {prefix, suffix, history_, kHistoryTtlMs, deadline},
+                [this, done = std::move(done)](int status, const redis::Value& reply) {
+                  if (status == 0 && reply.type == redis::Value::Type::String) {
+                    int64_t redis_ms = std::strtoll(reply.str.c_str(), nullptr, 10);
+                    if (redis_ms > 0) {
+                      clock_offset_ms_ = redis_ms - wall_ms();
+                      clock_known_ = true;
+                    }
+                    done(0, reply.str);
+                  } else {
+                    if (status == 0) LOG_WARN("redis: chat not published: %s", reply.str.c_str());
+                    done(status < 0 ? status : -1, {});
+                  }
+                });
   }
 
   int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) override {
     std::string stream = channel(room) + ":log", count = std::to_string(limit > 0 ? limit : 1);
     bool newest_first = since.empty();
-    return client_->eval(kHistoryScript, {stream}, {since, count},
+    return eval(kHistoryScript, {stream}, {since, count},
                          [done = std::move(done), newest_first](int status, const redis::Value& reply) {
                            std::vector<std::string> events;
                            if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) {
@@ -214,10 +235,35 @@ class RedisBroker : public Broker {
 
  private:
   std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+
+  // EVAL, never EVALSHA: an EVALSHA answered NOSCRIPT is retried after the ones pipelined behind it,
+  // which may succeed meanwhile (another instance loaded the script) and so overtake it. Redis
+  // caches the compiled script by its SHA-1 either way; only the script text travels each time.
+  int eval(const char* script, std::initializer_list<std::string_view> keys,
+           std::initializer_list<std::string_view> args, redis::ReplyCallback cb) {
+    std::string numkeys = std::to_string(keys.size());
+    std::vector<std::string_view> argv{"EVAL", script, numkeys};
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return client_->command(argv, std::move(cb));
+  }
+  static int64_t wall_ms() {
+    struct timeval tv;
+    gettimeofday(&tv, nullptr);
+    return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+  }
   std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
   void heartbeat() {
-    if (client_->up())
-      client_->command({"SET", instance_key(), "1", "PX", std::to_string(kInstanceTtlMs)}, [](int, const redis::Value&) {});
+    if (!client_->up()) return;
+    client_->command({"SET", instance_key(), "1", "PX", std::to_string(kInstanceTtlMs)}, [](int, const redis::Value&) {});
+    // Learn Redis's clock (for chat deadlines) before the first chat, and follow it afterwards.
+    client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
+      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
+      int64_t ms = std::strtoll(reply.elements[0].str.c_str(), nullptr, 10) * 1000 +
+                   std::strtoll(reply.elements[1].str.c_str(), nullptr, 10) / 1000;
+      clock_offset_ms_ = ms - wall_ms();
+      clock_known_ = true;
+    });
   }
   bool room_of(std::string_view channel, std::string_view* room) const {
     std::string head = prefix_ + "room:";
@@ -234,6 +280,8 @@ class RedisBroker : public Broker {
   std::function<void()> stop_done_;       // stop()'s callback, until the drain ends
   std::function<void()> drain_finish_;    // ends the drain (reply or deadline, whichever first)
   bool stopping_ = false;                 // the client's stop() was called
+  int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours, from the last chat id
+  bool clock_known_ = false;              // clock_offset_ms_ is set
   std::unique_ptr<redis::Client> client_;
 };
 
