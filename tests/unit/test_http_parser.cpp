@@ -7,42 +7,14 @@
 #include "protocol/http_parser.h"
 
 // cmocka last: its fail() macro would clash with names in the headers above.
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-extern "C" {
-#include <cmocka.h>
-}
+#include "unit_check.h"
 
 using roomcast::protocol::HttpLimits;
 using roomcast::protocol::HttpParser;
 using roomcast::protocol::HttpRequest;
 using roomcast::protocol::HttpResult;
 
-// EXPECT reports and goes on, so that a table shows every failing row; the teardown then fails the
-// test. REQUIRE stops the test (for checks that later lines depend on).
-static int g_failures = 0;
-#define EXPECT(cond, fmt, ...)                                                                   \
-  do {                                                                                           \
-    if (!(cond)) {                                                                               \
-      g_failures++;                                                                              \
-      print_error("%s:%d: %s: " fmt "\n", __FILE__, __LINE__, #cond, ##__VA_ARGS__);           \
-    }                                                                                            \
-  } while (0)
-#define REQUIRE(cond, fmt, ...)                                                                  \
-  do {                                                                                           \
-    if (!(cond)) fail_msg("%s:%d: %s: " fmt, __FILE__, __LINE__, #cond, ##__VA_ARGS__);       \
-  } while (0)
-static int reset_failures(void**) {
-  g_failures = 0;
-  return 0;
-}
-static int check_failures(void**) {
-  if (g_failures) print_error("%d check(s) failed\n", g_failures);
-  return g_failures ? -1 : 0;
-}
-#define TEST(f) cmocka_unit_test_setup_teardown(f, reset_failures, check_failures)
+
 
 namespace {
 
