@@ -10,20 +10,9 @@
 #include "server/deadlines.h"
 
 // cmocka last: its fail() macro would clash with names in the headers above.
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-extern "C" {
-#include <cmocka.h>
-}
+#include "unit_check.h"
 
 using namespace roomcast::server;
-
-#define REQUIRE(cond, fmt, ...)                                                                  \
-  do {                                                                                           \
-    if (!(cond)) fail_msg("%s:%d: %s: " fmt, __FILE__, __LINE__, #cond, ##__VA_ARGS__);       \
-  } while (0)
 
 namespace {
 
