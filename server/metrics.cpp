@@ -17,10 +17,11 @@ void Metrics::observe_latency(double ms) {
 }
 
 namespace {
-void metric(std::string& out, const char* name, const char* type, const char* help, double value, const char* labels = "") {
-  char buf[512];
-  snprintf(buf, sizeof(buf), "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name, labels, value);
-  out += buf;
+void metric(std::string& out, const char* name, const char* type, const char* help, double value, const std::string& labels = "") {
+  char number[32];
+  snprintf(number, sizeof(number), "%.17g", value);
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ").append(type);
+  out.append("\n").append(name).append(labels).append(" ").append(number).append("\n");
 }
 
 // Escapes a Prometheus label value (backslash, quote, newline).
@@ -40,8 +41,7 @@ std::string label_value(const char* v) {
 
 std::string render_metrics(const Metrics& m, const Gauges& g) {
   std::string out;
-  char labels[512];
-  snprintf(labels, sizeof(labels), "{instance=\"%s\",mode=\"%s\"}", label_value(g.instance).c_str(), g.mode);
+  std::string labels = "{instance=\"" + label_value(g.instance) + "\",mode=\"" + g.mode + "\"}";
   metric(out, "roomcast_info", "gauge", "Instance identity.", 1, labels);
   metric(out, "roomcast_connections", "gauge", "Open TCP connections (HTTP and WebSocket).", g.connections);
   metric(out, "roomcast_websockets", "gauge", "Open WebSocket connections.", g.websockets);
