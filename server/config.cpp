@@ -46,6 +46,7 @@ const std::vector<Setting>& table() {
       {"ping-interval", "ROOMCAST_PING_INTERVAL", Kind::Seconds, 0.05, 3600, "seconds between server pings; silent for two: close 1001 (default 25)", [](Config& c) -> void* { return &c.ping_interval; }},
       {"rate", "ROOMCAST_RATE", Kind::Seconds, 0.1, 1e6, "client messages per second per connection, burst twice that (default 50)", [](Config& c) -> void* { return &c.rate; }},
       {"history", "ROOMCAST_HISTORY", Kind::Int, 0, 100000, "chat events kept per room (default 50)", [](Config& c) -> void* { return &c.history; }},
+      {"max-rooms", "ROOMCAST_MAX_ROOMS", Kind::Int, 1, 100000, "rooms one connection may be in at once (default 100)", [](Config& c) -> void* { return &c.max_rooms; }},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
       {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},

@@ -18,6 +18,7 @@ struct Config {
   double ping_interval = 25.0;             // seconds between server pings; two silent intervals close
   double rate = 50.0;                      // messages per second per connection (burst: 2x)
   int history = 50;                        // chat events kept per room
+  int max_rooms = 100;                     // rooms one connection may be in at once
   std::vector<std::string> allow_origin;   // extra browser origins allowed
   int log_level = 2;                       // 0 error .. 3 debug
   std::string instance_id;                 // host:pid unless given

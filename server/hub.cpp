@@ -75,6 +75,10 @@ void Hub::on_message(Connection& c, std::string_view text) {
   switch (m.type) {
     case MsgType::Hello: hello(c, m); break;
     case MsgType::Create: {
+      if (c.membership().rooms.size() >= static_cast<size_t>(server_->config().max_rooms)) {
+        error(c, ErrorCode::BadRequest, "too many rooms on one connection (--max-rooms " + std::to_string(server_->config().max_rooms) + "); leave one first", m.ref);
+        return;
+      }
       adopt_user(c, m.user);
       std::string id = protocol::new_room_id();
       if (id.empty()) {
@@ -116,6 +120,12 @@ void Hub::join(Connection& c, const std::string& room_id, const std::string& ref
     } else {
       e->wait->ref = ref;  // the latest join's ref is the one answered
     }
+    return;
+  }
+  if (c.membership().rooms.size() >= static_cast<size_t>(server_->config().max_rooms)) {
+    // Every room costs a broker subscription: one connection cannot make an instance hold thousands.
+    error(c, ErrorCode::BadRequest, "too many rooms on one connection (--max-rooms " + std::to_string(server_->config().max_rooms) + "); leave one first", ref);
+    rooms_.erase_if_unused(room);
     return;
   }
   rooms_.add(room, &c.membership());
