@@ -2,6 +2,8 @@
 // Rule: JSON is read and written with rapidjson only; no string is pasted into JSON by hand.
 #include "protocol/message.h"
 
+#include "protocol/ws_codec.h"
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -80,6 +82,10 @@ bool read_message(const rapidjson::Value& obj, ClientMessage* msg, MessageError*
   if (!v || !v->IsString()) return fail(err, ErrorCode::BadRequest, "message must be a string");
   if (v->GetStringLength() == 0) return fail(err, ErrorCode::BadRequest, "message must not be empty");
   if (v->GetStringLength() > kMaxChatBytes) return fail(err, ErrorCode::TooLarge, "message is over 16384 bytes");
+  // rapidjson turns an escaped lone surrogate ("\udd0a") into bytes that are not UTF-8; relayed, they
+  // would make every member's browser drop its connection.
+  if (!valid_utf8(std::string_view(v->GetString(), v->GetStringLength())))
+    return fail(err, ErrorCode::BadRequest, "message is not valid Unicode (lone surrogate escape)");
   msg->message.assign(v->GetString(), v->GetStringLength());
   return true;
 }
@@ -132,6 +138,8 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
     ref->Accept(w);
     if (ref->IsString() ? ref->GetStringLength() > kMaxRefBytes : buf.GetSize() > kMaxRefBytes)
       return fail(err, ErrorCode::BadRequest, "ref is over 64 bytes");
+    if (ref->IsString() && !valid_utf8(std::string_view(ref->GetString(), ref->GetStringLength())))
+      return fail(err, ErrorCode::BadRequest, "ref is not valid Unicode (lone surrogate escape)");
     msg->ref = done(buf);
     err->ref = msg->ref;
   }

@@ -436,17 +436,24 @@ class Robustness(MessageTestCase):
     async def test_lone_surrogate_never_reaches_members(self):
         # "\ud800" is valid JSON text but no UTF-8: refuse it, or deliver something valid -- the member's
         # library closes its connection (1007) if the server relays invalid UTF-8.
+        # A lone high surrogate ("\ud800") and a lone low one ("\udd0a", which rapidjson decodes into
+        # bytes that are not UTF-8), in the message and in the ref that every reply echoes.
         room = unique("sur")
         m = await self.client(label="member")
         await m.join(room)
         c = await self.client()
-        await c.send('{"type":"chat","roomId":"%s","message":"a\\ud800b","ref":1}' % room)
-        reply = await c.recv()
-        if reply["type"] == "error":
-            self.assertIn(reply["code"], ("bad_json", "bad_request"), reply)
-        else:
-            self.assertEqual(reply["type"], "ack", reply)
-            await m.expect("chat")
+        texts = ['{"type":"chat","roomId":"%s","message":"a\\ud800b","ref":1}',
+                 '{"type":"chat","roomId":"%s","message":"a\\udd0ab","ref":2}',
+                 '{"type":"chat","roomId":"%s","message":"ok","ref":"0\\udd0aaaa"}']
+        for text in texts:
+            with self.subTest(text=text):
+                await c.send(text % room)
+                reply = await c.recv()  # the client library fails the connection on invalid UTF-8
+                if reply["type"] == "error":
+                    self.assertIn(reply["code"], ("bad_json", "bad_request"), reply)
+                else:
+                    self.assertEqual(reply["type"], "ack", reply)
+                    await m.expect("chat")
         await c.send({"type": "chat", "roomId": room, "message": "after"})
         self.assertEqual((await m.wait_for("chat"))["message"], "after")
 

@@ -283,6 +283,17 @@ void test_room_of_wrong_type(void**) {
   check_parse_rows(rows);
 }
 
+// rapidjson decodes an escaped lone low surrogate into bytes that are not UTF-8; relayed, they would
+// make every member's client drop its connection (found by tests/fuzz/fuzz_message).
+void test_lone_surrogates(void**) {
+  const std::vector<ParseRow> rows = {
+      bad("lone low surrogate in message", R"({"type":"chat","roomId":"r1","message":"a\udd0ab"})", ErrorCode::BadRequest),
+      bad("lone low surrogate in ref", R"({"type":"ping","ref":"0\udd0aaaa"})", ErrorCode::BadRequest),
+      bad("lone high surrogate", R"({"type":"chat","roomId":"r1","message":"a\ud800b"})", ErrorCode::BadJson),
+  };
+  check_parse_rows(rows);
+}
+
 void test_message_size_limit(void**) {
   auto chat = [](const std::string& m) { return R"({"type":"chat","roomId":"r1","message":")" + m + "\"}"; };
   const std::string at = rep("x", 16384), over = rep("x", 16385);
@@ -576,6 +587,7 @@ int main() {
       TEST(test_parse_types_and_aliases),
       TEST(test_parse_errors),
       TEST(test_room_of_wrong_type),
+      TEST(test_lone_surrogates),
       TEST(test_message_size_limit),
       TEST(test_ref),
       TEST(test_ref_of_64_bytes_with_escapes),
