@@ -137,17 +137,6 @@ void test_set_duration(void**) {
 
 // ---- random operations against a model --------------------------------------------------------
 
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return s * 0x2545F4914F6CDD1Dull;
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-};
 
 void fuzz(uint64_t seed, size_t steps) {
   const size_t kHooks = 24, kLists = 3;

@@ -29,18 +29,6 @@ const char* sub_name(SubState s) {
   return "?";
 }
 
-// xorshift64*: deterministic, seeded per test.
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return s * 0x2545F4914F6CDD1Dull;
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-};
 
 // ---- the naive model --------------------------------------------------------------------------
 

@@ -30,3 +30,16 @@ static inline int check_failures(void**) {
   return g_failures ? -1 : 0;
 }
 #define TEST(f) cmocka_unit_test_setup_teardown(f, reset_failures, check_failures)
+
+// xorshift64*: a deterministic generator for the model-based random tests, seeded per test.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  }
+  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
+};
