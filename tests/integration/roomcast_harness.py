@@ -164,7 +164,8 @@ class RoomcastServer:
                                      stderr=self._log_file, env=env)
         self.returncode = None
 
-    def wait_ready(self, timeout=STARTUP_TIMEOUT):
+    def wait_ready(self, timeout=STARTUP_TIMEOUT, statuses=(200,)):
+        """Until /healthz answers with one of `statuses` (503 too for an instance whose Redis is down)."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -174,7 +175,7 @@ class RoomcastServer:
             try:
                 resp = http_request_sync(self.port, b"GET /healthz HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
                                          % (self.host.encode(), self.port), timeout=2.0, host=self.host)
-                if resp.status == 200:
+                if resp.status in statuses:
                     return
                 last = "status %d" % resp.status
             except (OSError, EOFError, ValueError) as e:
