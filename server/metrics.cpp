@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "server/log.h"
+
 namespace roomcast::server {
 
 constexpr double Metrics::kBounds[];
@@ -14,6 +16,33 @@ void Metrics::observe_latency(double ms) {
   latency_buckets[i]++;
   latency_sum_ms += ms;
   latency_count++;
+}
+
+const char* bound_name(Bound b) {
+  switch (b) {
+    case Bound::MaxOutbound: return "max_outbound";
+    case Bound::HttpOutbound: return "http_outbound";
+    case Bound::MaxConnections: return "max_connections";
+    case Bound::MaxRooms: return "max_rooms";
+    case Bound::RateLimit: return "rate";
+    case Bound::MaxMessage: return "max_message";
+    case Bound::JsonDepth: return "json_depth";
+    case Bound::HistoryMemory: return "history_memory";
+    case Bound::JoinedSize: return "joined_size";
+    case Bound::MembersListed: return "members_listed";
+    case Bound::HeldEvents: return "held_events";
+    case Bound::ChatsInFlight: return "chats_in_flight";
+    case Bound::kCount: break;
+  }
+  return "unknown";
+}
+
+void Metrics::bound_hit(Bound b, const char* detail) {
+  int i = static_cast<int>(b);
+  bound_hits[i]++;
+  if (bound_logged[i]) return;
+  bound_logged[i] = true;
+  LOG_WARN("bound %s reached (logged once; see roomcast_bound_hits_total): %s", bound_name(b), detail);
 }
 
 namespace {
@@ -61,6 +90,12 @@ std::string render_metrics(const Metrics& m, const Gauges& g) {
   metric(out, "roomcast_publish_errors_total", "counter", "Chats answered unavailable.", m.publish_errors);
   metric(out, "roomcast_broker_messages_in_total", "counter", "Messages received from the broker.", m.broker_messages_in);
   metric(out, "roomcast_redis_reconnects_total", "counter", "Redis reconnections.", g.redis_reconnects);
+  out += "# HELP roomcast_bound_hits_total Times each bound of the server bit (see docs/architecture.md).\n"
+         "# TYPE roomcast_bound_hits_total counter\n";
+  for (int i = 0; i < static_cast<int>(Bound::kCount); i++) {
+    out.append("roomcast_bound_hits_total{bound=\"").append(bound_name(static_cast<Bound>(i))).append("\"} ");
+    out.append(std::to_string(m.bound_hits[i])).append("\n");
+  }
   out += "# HELP roomcast_publish_delivery_ms Chat publish (event ts) to local fan-out, milliseconds.\n"
          "# TYPE roomcast_publish_delivery_ms histogram\n";
   uint64_t cumulative = 0;

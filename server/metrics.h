@@ -6,6 +6,26 @@
 
 namespace roomcast::server {
 
+// Every bound of the server that can bite: each has a counter (roomcast_bound_hits_total{bound=..})
+// and one warning in the log the first time it bites (Metrics::bound_hit).
+enum class Bound : uint8_t {
+  MaxOutbound,     // --max-outbound: a WebSocket reader too slow, closed 1008
+  HttpOutbound,    // --max-outbound on HTTP: pipelined answers pile up, reading paused
+  MaxConnections,  // --max-connections: upgrade answered 503
+  MaxRooms,        // --max-rooms: a join refused
+  RateLimit,       // --rate: a message refused
+  MaxMessage,      // --max-message: close 1009
+  JsonDepth,       // JSON nested deeper than 64: bad_json
+  HistoryMemory,   // --history-memory: the least recently used room's history dropped
+  JoinedSize,      // `joined` over 512 KiB: history cut from its oldest end
+  MembersListed,   // more than 1000 members: list cut, membersTruncated
+  HeldEvents,      // live events held for readers of a room over its bound: the room re-reads its stream
+  ChatsInFlight,   // chats sent to the broker and not answered, over the process's bound: unavailable
+  kCount
+};
+// The label value of a bound ("max_outbound", ...).
+const char* bound_name(Bound b);
+
 struct Metrics {
   uint64_t connections_accepted = 0;
   uint64_t messages_in = 0;           // client WebSocket messages received
@@ -25,7 +45,12 @@ struct Metrics {
   double latency_sum_ms = 0;
   uint64_t latency_count = 0;
 
+  uint64_t bound_hits[static_cast<int>(Bound::kCount)] = {};
+  bool bound_logged[static_cast<int>(Bound::kCount)] = {};
+
   void observe_latency(double ms);
+  // Counts one bite of bound b; logs `detail` (a warning) the first time only.
+  void bound_hit(Bound b, const char* detail);
 };
 
 struct Gauges {
