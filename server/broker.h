@@ -32,7 +32,8 @@ class Broker {
   // Closes everything; done() runs once all handles are closed.
   virtual void stop(std::function<void()> done) = 0;
   virtual bool up() const = 0;
-  virtual const char* mode() const = 0;  // "standalone" or "redis"
+  virtual const char* mode() const = 0;  // "standalone" or "redis", for logs and metrics only
+  virtual bool standalone() const = 0;   // in-process: no other instance, no cluster-wide state
   virtual void subscribe(std::string_view room) = 0;
   virtual void unsubscribe(std::string_view room) = 0;
   // Publishes a chat event whose id the broker assigns: payload = prefix + id + suffix. Returns 0, or a

@@ -50,6 +50,7 @@ const std::vector<Setting>& table() {
       {"max-connections", "ROOMCAST_MAX_CONNECTIONS", Kind::Int, 1, 10000000, "WebSocket connections per instance; beyond: 503 before the upgrade (default 10000)", [](Config& c) -> void* { return &c.max_connections; }},
       {"history-memory", "ROOMCAST_HISTORY_MEMORY", Kind::Size, 0, 64.0 * 1024 * 1024 * 1024, "standalone: bytes of chat history kept in memory, least recently used rooms dropped first (default 67108864)", [](Config& c) -> void* { return &c.history_memory; }},
       {"history-ttl", "ROOMCAST_HISTORY_TTL", Kind::Seconds, 1, 365.0 * 24 * 3600, "Redis: seconds a room's history is kept after its last chat (default 604800, a week)", [](Config& c) -> void* { return &c.history_ttl; }},
+      {"instance-ttl", "ROOMCAST_INSTANCE_TTL", Kind::Seconds, 1, 30, "Redis: an instance whose heartbeat is this old is dead; the others send its members' presence leave (default 30)", [](Config& c) -> void* { return &c.instance_ttl; }},
       {"shutdown-grace", "ROOMCAST_SHUTDOWN_GRACE", Kind::Seconds, 0, 60, "seconds to finish closing handshakes on SIGTERM before dropping connections (default 3)", [](Config& c) -> void* { return &c.shutdown_grace; }},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},

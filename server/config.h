@@ -21,6 +21,7 @@ struct Config {
   int max_rooms = 100;                     // rooms one connection may be in at once
   int max_connections = 10000;             // WebSockets per instance; beyond: 503 before the upgrade
   size_t history_memory = 64 * 1024 * 1024;  // standalone: bytes of history kept in memory (LRU rooms go)
+  double instance_ttl = 30.0;              // Redis: an instance silent this long is dead; its members leave
   double history_ttl = 7 * 24 * 3600.0;    // Redis: seconds a room's history outlives its last chat
   std::vector<std::string> allow_origin;   // extra browser origins allowed
   int log_level = 2;                       // 0 error .. 3 debug

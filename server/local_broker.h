@@ -19,6 +19,7 @@ class LocalBroker : public Broker {
   void stop(std::function<void()> done) override;
   bool up() const override { return true; }
   const char* mode() const override { return "standalone"; }
+  bool standalone() const override { return true; }
   void subscribe(std::string_view room) override;
   void unsubscribe(std::string_view room) override;
   int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override;

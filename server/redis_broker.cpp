@@ -183,6 +183,7 @@ class RedisBroker : public Broker {
   }
   bool up() const override { return client_->up(); }
   const char* mode() const override { return "redis"; }
+  bool standalone() const override { return false; }
   void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
   void unsubscribe(std::string_view room) override { client_->unsubscribe(channel(room)); }
   uint64_t reconnects() const override { return client_->stats().reconnects; }
