@@ -63,6 +63,33 @@ bool valid_message_id(std::string_view id) {
   return digits(id.substr(0, dash)) && digits(id.substr(dash + 1));
 }
 
+bool parse_message_id(std::string_view text, MsgId* out) {
+  uint64_t parts[2] = {0, 0};
+  int n = 0;
+  size_t i = 0;
+  while (n < 2) {
+    size_t start = i;
+    uint64_t v = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; i++) {
+      uint64_t d = static_cast<uint64_t>(text[i] - '0');
+      if (v > (UINT64_MAX - d) / 10) return false;
+      v = v * 10 + d;
+    }
+    if (i == start || i - start > 19) return false;
+    parts[n++] = v;
+    if (i == text.size()) break;
+    if (text[i] != '-' || n == 2) return false;
+    i++;
+    if (i == text.size()) return false;
+  }
+  if (i != text.size()) return false;
+  out->ms = parts[0];
+  out->seq = parts[1];
+  return true;
+}
+
+std::string format_message_id(const MsgId& id) { return std::to_string(id.ms) + "-" + std::to_string(id.seq); }
+
 int compare_message_ids(std::string_view a, std::string_view b) {
   while (!a.empty() || !b.empty()) {
     size_t da = a.find('-'), db = b.find('-');

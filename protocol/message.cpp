@@ -231,30 +231,38 @@ std::string encode_created(std::string_view room_id, std::string_view ref) {
   return done(buf);
 }
 
-std::string encode_joined(std::string_view room_id, const User& you, const std::vector<User>& members,
-                          const std::vector<std::string>& history, bool truncated, std::string_view ref) {
+std::string encode_joined(const JoinedReply& j) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
   key(w, "type");
   put(w, "joined");
   key(w, "roomId");
-  put(w, room_id);
+  put(w, j.room_id);
   key(w, "user");
-  put_user(w, you);
+  put_user(w, *j.you);
+  key(w, "count");
+  w.Uint64(j.count);
   key(w, "members");
   w.StartArray();
-  for (const User& m : members) put_user(w, m);
+  if (j.members)
+    for (const User& m : *j.members) put_user(w, m);
   w.EndArray();
+  if (j.members_truncated) {
+    key(w, "membersTruncated");
+    w.Bool(true);
+  }
   key(w, "history");
   w.StartArray();
-  for (const std::string& h : history) w.RawValue(h.data(), h.size(), rapidjson::kObjectType);
+  if (j.history)
+    for (size_t i = j.history_from; i < j.history->size(); i++)
+      w.RawValue((*j.history)[i].data(), (*j.history)[i].size(), rapidjson::kObjectType);
   w.EndArray();
-  if (truncated) {
+  if (j.truncated) {
     key(w, "truncated");
     w.Bool(true);
   }
-  put_ref(w, ref);
+  put_ref(w, j.ref);
   w.EndObject();
   return done(buf);
 }

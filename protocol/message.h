@@ -42,9 +42,22 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
 // Server events. `ref` is JSON text from ClientMessage::ref (omitted when empty).
 std::string encode_hello(const User& user, std::string_view ref);
 std::string encode_created(std::string_view room_id, std::string_view ref);
-// history: complete chat events (JSON texts), oldest first.
-std::string encode_joined(std::string_view room_id, const User& you, const std::vector<User>& members,
-                          const std::vector<std::string>& history, bool truncated, std::string_view ref);
+// What a `joined` reply carries (section 4). history: complete chat events (JSON texts), oldest
+// first; those from history_from on are sent.
+struct JoinedReply {
+  std::string_view room_id;
+  const User* you = nullptr;
+  const std::vector<User>* members = nullptr;  // at most the listing cap
+  size_t count = 0;                            // members in the room, all of them
+  bool members_truncated = false;              // more members than listed
+  const std::vector<std::string>* history = nullptr;
+  size_t history_from = 0;
+  bool truncated = false;                      // history after `since` dropped, or left out to fit
+  std::string_view ref;
+};
+std::string encode_joined(const JoinedReply& j);
+// Bytes encode_joined adds for one history event (the event and its comma).
+inline size_t joined_event_cost(std::string_view event) { return event.size() + 1; }
 std::string encode_left(std::string_view room_id, std::string_view ref);
 std::string encode_presence(bool join, std::string_view room_id, const User& user);
 std::string encode_ack(std::string_view ref, std::string_view id);

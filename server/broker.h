@@ -1,6 +1,8 @@
 // The broker interface: how rooms reach every instance. Two implementations: in-process
 // (standalone) and Redis (a thin adapter over redis/).
-// Rule: payloads are opaque bytes (a complete JSON event); callbacks go to one long-lived BrokerEvents.
+// Rule: payloads are opaque bytes (a complete JSON event); callbacks go to one long-lived BrokerEvents,
+// always from the loop (never from inside the call that caused them), so both brokers re-enter the
+// room code the same way.
 #pragma once
 #include <functional>
 #include <string>
@@ -9,6 +11,18 @@
 
 namespace roomcast::server {
 
+// Errors of every broker call and callback: 0 or one of these.
+enum BrokerError : int {
+  kBrokerOk = 0,
+  kBrokerDown = -1,          // not connected: nothing was sent
+  kBrokerFailed = -2,        // the broker answered with an error: the command had no effect
+  kBrokerDisconnected = -3,  // the connection dropped before the answer (a read only; chats are resolved)
+  kBrokerStopped = -4,       // stop() was called
+  kBrokerBusy = -5,          // too much in flight: nothing was sent
+};
+// A stable lower-case name for a BrokerError ("down", ...).
+const char* broker_error_name(int err);
+
 class BrokerEvents {
  public:
   virtual ~BrokerEvents() = default;
@@ -16,16 +30,27 @@ class BrokerEvents {
   virtual void on_broker_message(std::string_view room, std::string_view payload) = 0;
   // The subscription to room is confirmed (again after every broker reconnect).
   virtual void on_broker_subscribed(std::string_view room) = 0;
-  // The broker became reachable (true) or unreachable (false).
+  // The broker became reachable (true) or unreachable (false). Every subscription is confirmed again
+  // (on_broker_subscribed) after a false; confirmations may come before the true.
   virtual void on_broker_state(bool up) = 0;
+};
+
+// A read of a room's retained chats.
+struct HistoryRead {
+  std::vector<std::string> events;  // chat events, oldest first
+  bool truncated = false;           // events after `since` were dropped from the history
+  std::string position;             // the room's newest chat id when the read ran ("0-0": none yet):
+                                    // every later chat has a larger id and reaches subscribers live
 };
 
 class Broker {
  public:
-  // Called once with status 0 and the id the broker gave the chat, or a negative status (not sent).
+  // Called once: 0 and the id the broker gave the chat, or a negative BrokerError meaning the chat
+  // was NOT published and never will be. A chat whose fate is unknown (the connection dropped before
+  // its answer) is not answered until the broker has found out.
   using PublishDone = std::function<void(int status, std::string_view id)>;
-  // Called once with the retained chat events after `after_id` (oldest first), or a negative status.
-  using HistoryDone = std::function<void(int status, std::vector<std::string> events, bool truncated)>;
+  using HistoryDone = std::function<void(int status, HistoryRead read)>;
+  using MembersDone = std::function<void(int status, std::vector<std::string> users_json)>;
 
   virtual ~Broker() = default;
   virtual int start() = 0;
@@ -36,23 +61,29 @@ class Broker {
   virtual bool standalone() const = 0;   // in-process: no other instance, no cluster-wide state
   virtual void subscribe(std::string_view room) = 0;
   virtual void unsubscribe(std::string_view room) = 0;
-  // Publishes a chat event whose id the broker assigns: payload = prefix + id + suffix. Returns 0, or a
-  // negative error when it cannot be sent now (done is then never called).
+  // Publishes a chat event whose id the broker assigns: payload = prefix + id + suffix. Returns 0
+  // (done called once, later), or a negative BrokerError when it cannot be sent now (done never called).
   virtual int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) = 0;
-  // Publishes any other event (presence). Returns 0 or a negative error.
+  // Publishes any other event (presence). Returns 0 or a negative BrokerError.
   virtual int publish_event(std::string_view room, std::string_view payload) = 0;
-  // Reads the room's retained chat events, oldest first: those after `since` when it is not empty,
-  // else the last `limit`. truncated: events after `since` were dropped from the history. Returns 0
-  // (done called once, maybe at once) or a negative error (done never called).
-  virtual int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) = 0;
-  // Cluster-wide membership (Redis: the hash <prefix>room:R:members, field = user id). Standalone
-  // brokers keep none (cluster_members() false) and the hub answers from its own rooms.
-  using MembersDone = std::function<void(int status, std::vector<std::string> users_json)>;
+  // For `joined`: the room's newest retained chat events, returned oldest first: those after `since`
+  // when it is not empty, else the last `limit` (0: none, only the position); at most max_bytes of
+  // events in all, newest kept (truncated when cut). Returns 0 (done called once, later) or a
+  // negative BrokerError (done never called).
+  virtual int history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) = 0;
+  // For back-fill: the oldest `count` retained chat events after `after`, oldest first (fewer: that
+  // is all). truncated: events after `after` were dropped from the history. Returns as history().
+  virtual int read_after(std::string_view room, std::string_view after, size_t count, HistoryDone done) = 0;
+  // Cluster-wide membership, one entry per connection (member_key, unique in this process), so one
+  // connection leaving never removes another's entry. Standalone brokers keep none
+  // (cluster_members() false) and the rooms answer from their own members.
   virtual bool cluster_members() const { return false; }
-  virtual void member_join(std::string_view room, std::string_view user_id, std::string_view user_json) {}
-  virtual void member_leave(std::string_view room, std::string_view user_id) {}
-  // Reads the room's members on live instances. Returns 0 (done called once) or a negative error.
-  virtual int members(std::string_view room, MembersDone done) { return -1; }
+  virtual void member_join(std::string_view room, std::string_view member_key, std::string_view user_json) {}
+  // last_local: no other member of this instance is left in the room.
+  virtual void member_leave(std::string_view room, std::string_view member_key, bool last_local) {}
+  // Reads the users (JSON) of the room's entries on live instances, one per connection. Returns 0
+  // (done called once, later) or a negative BrokerError.
+  virtual int members(std::string_view room, MembersDone done) { return kBrokerFailed; }
   virtual uint64_t reconnects() const { return 0; }
   virtual size_t subscriptions() const = 0;
 };

@@ -50,7 +50,7 @@ struct ConnectionIo {
   }
 };
 
-Connection::Connection(Server* server, uint64_t id) : server_(server), id_(id) { membership_.owner = this; }
+Connection::Connection(Server* server, uint64_t id) : server_(server), id_(id) {}
 
 Connection::~Connection() {
   ws_.reset(server_->frames());

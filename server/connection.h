@@ -18,14 +18,14 @@
 #include "protocol/ids.h"
 #include "protocol/ws_codec.h"
 #include "server/deadlines.h"
-#include "server/rooms.h"
+#include "server/room.h"
 #include "server/shared_buf.h"
 
 namespace roomcast::server {
 
 class Server;
 
-class Connection {
+class Connection : public Member {
  public:
   enum class State : uint8_t { Http, WebSocket, Closing, Closed };
 
@@ -56,7 +56,11 @@ class Connection {
   protocol::User& user() { return user_; }
   bool identified() const { return identified_; }
   void set_identified() { identified_ = true; }
-  Membership& membership() { return membership_; }
+  // Member (the rooms' view of a connection).
+  uint64_t member_id() const override { return id_; }
+  const protocol::User& member_user() const override { return user_; }
+  void send_frame(SharedBuf* frame) override { send(frame->ref()); }
+  void send_event(std::string_view json) override { send_text(json); }
   // Bytes queued and not yet taken by the kernel.
   size_t outbound_bytes() const { return pending_bytes_ + write_queue_size(); }
 
@@ -91,7 +95,6 @@ class Connection {
   size_t pending_bytes_ = 0;                      // total size of pending_
   uint32_t writes_in_flight_ = 0;                 // uv_write requests not yet called back
   protocol::User user_;                           // identity (anonymous until named)
-  Membership membership_;                         // rooms joined
   double tokens_ = 0;                             // rate-limit bucket
   uint64_t refill_ms_ = 0;                        // last refill, loop ms
   uint64_t refused_since_ms_ = 0;                 // start of the current 10 s refusal window

@@ -61,10 +61,12 @@ void room_info(Server& server, std::string_view id, bool keep_alive, bool head, 
     return;
   }
   std::string room(id);
-  server.hub().room_members(room, [room, keep_alive, head, reply = std::move(reply)](std::vector<protocol::User> members) {
+  server.hub().room_members(room, [room, keep_alive, head, reply = std::move(reply)](MemberList list) {
+    const std::vector<protocol::User>& members = list.users;
     std::string body = "{\"roomId\":" + protocol::json_quote(room) + ",\"members\":[";
     for (size_t i = 0; i < members.size(); i++) body += (i ? "," : "") + protocol::encode_user(members[i]);
-    body += "],\"count\":" + std::to_string(members.size()) + ",\"ws\":" + protocol::json_quote("/ws?room=" + room) + "}";
+    body += "],\"count\":" + std::to_string(list.count) + (list.truncated ? ",\"membersTruncated\":true" : "") +
+            ",\"ws\":" + protocol::json_quote("/ws?room=" + room) + "}";
     reply(json(200, body, keep_alive, head));
   });
 }

@@ -1,26 +1,25 @@
-// Rooms and messages: what each client message does, and how broker messages reach local members.
+// The hub: what each client message does, and where broker events go.
 // Rule: every chat goes through the broker and comes back before any member sees it, so all
-// members everywhere see one order; an event is framed once and its bytes shared by all recipients.
+// members everywhere see one order; a chat is answered (ack or error) exactly once, never left silent.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "protocol/message.h"
 #include "server/broker.h"
-#include "server/rooms.h"
+#include "server/room.h"
 
 namespace roomcast::server {
 
 class Connection;
 class Server;
-struct JoinFetch;
 
 class Hub : public BrokerEvents {
  public:
-  explicit Hub(Server* server) : server_(server) {}
-  ~Hub() override = default;
+  explicit Hub(Server* server);
+  ~Hub() override;
 
   // A WebSocket opened on target ("/ws?room=R&name=N").
   void on_open(Connection& c, std::string_view target);
@@ -28,20 +27,22 @@ class Hub : public BrokerEvents {
   void on_message(Connection& c, std::string_view text);
   // c is closing: it leaves every room (presence leave to the others).
   void on_close(Connection& c);
-  // Unsubscribes rooms whose linger time has passed.
+  // Releases lingering rooms, retries reads.
   void tick(uint64_t now_ms);
 
-  // Users currently in a room on this instance (deduplicated by id).
-  std::vector<protocol::User> local_members(std::string_view room_id) const;
-  // Users in a room on every instance (cluster mode), or on this one; done may run at once.
-  void room_members(std::string_view room_id, std::function<void(std::vector<protocol::User>)> done);
-  size_t room_count() const { return rooms_.size(); }
-  const RoomRegistry& rooms() const { return rooms_; }
+  // The room's members on every instance (cluster mode), or on this one; done may run at once.
+  void room_members(std::string_view room_id, std::function<void(MemberList)> done);
+  const Rooms& rooms() const { return *rooms_; }
+  size_t room_count() const { return rooms_->size(); }
+  size_t chats_in_flight() const { return chats_in_flight_; }
 
   // BrokerEvents
   void on_broker_message(std::string_view room, std::string_view payload) override;
   void on_broker_subscribed(std::string_view room) override;
   void on_broker_state(bool up) override;
+
+  // Chats sent to the broker and not yet answered, at most (beyond: `unavailable`).
+  static constexpr size_t kMaxChatsInFlight = 4096;
 
  private:
   void hello(Connection& c, const protocol::ClientMessage& m);
@@ -49,24 +50,15 @@ class Hub : public BrokerEvents {
   void leave(Connection& c, const std::string& room_id, const std::string& ref);
   void chat(Connection& c, protocol::ClientMessage& m);
   void adopt_user(Connection& c, const std::optional<protocol::User>& user);
-  void activate(Room* room, Room::Entry& e);
-  void rejoin(Connection& c, Room* room, const std::string& ref, const std::string& since);
-  void finish_join(uint64_t conn_id, const std::string& room_id, const JoinFetch& fetch);
-  void left_room(Room* room, Connection& c, bool was_active);
-  static void merge_users(std::vector<protocol::User>* into, const std::vector<protocol::User>& more);
-  void start_backfill(Room* room);
-  void activate_waiting(Room* room);
-  void finish_backfill(const std::string& room_id, int status, std::vector<std::string> events);
-  void deliver_chat(Room* room, std::string_view event);
-  void member_removed(Room* room);
-  void unsubscribe(Room* room);
   void error(Connection& c, protocol::ErrorCode code, std::string_view message, std::string_view ref);
-  void fan_out(Room* room, std::string_view payload, std::string_view skip_user);
 
-  Server* server_;      // owns the hub
-  static constexpr uint64_t kLingerMs = 1000;
-  RoomRegistry rooms_;                  // rooms with local members (or a subscription in flight)
-  std::vector<std::string> lingering_;  // ids of rooms that went empty, oldest first
+  Server* server_;                // owns the hub
+  std::unique_ptr<Rooms> rooms_;  // created when the broker exists (attach)
+  size_t chats_in_flight_ = 0;    // publish_chat accepted, done not yet called
+
+ public:
+  // Connects the rooms to the broker (the server makes the broker after the hub).
+  void attach(Broker* broker);
 };
 
 }  // namespace roomcast::server

@@ -1,6 +1,7 @@
 // The Redis broker: a thin adapter from the server's Broker interface to redis::Client.
-// Rule: a chat is one script call that appends to the room's stream and PUBLISHes once, so the
-// stream order and the channel order are the same order, and the id comes from the stream.
+// Rule: a chat is one script call that appends to the room's stream and PUBLISHes once, so the stream
+// order and the channel order are one order; a chat whose answer was lost is answered only once
+// Redis has said whether it ran (its record in this instance's chat list), never guessed.
 #include "server/redis_broker.h"
 
 #include <sys/time.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
+#include <unordered_map>
 
 #include "redis/client.h"
 #include "server/log.h"
@@ -16,18 +18,17 @@ namespace roomcast::server {
 
 namespace {
 
-// KEYS[1] stream, KEYS[2] channel; ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length,
-// ARGV[4] stream TTL in ms. The stream keeps prefix and suffix; an event is p .. id .. s.
+// KEYS[1] stream, KEYS[2] channel, KEYS[3] this instance's chat record list.
+// ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length, ARGV[4] stream TTL in ms,
+// ARGV[5] deadline in Redis's own clock (ms), ARGV[6] the chat's sequence number, ARGV[7] record cap.
+// A chat that reaches Redis after its deadline is refused, so once Redis's clock has passed the
+// deadline of every chat in doubt, the record list tells exactly which of them ran.
 // Old entries go by XDEL rather than XADD MAXLEN: trimming leaves XINFO's max-deleted-entry-id at
 // 0-0, and the history read needs it to say `truncated` exactly.
-// ARGV[5]: a deadline in Redis's own clock (ms), or 0. A chat that reaches Redis after it is refused:
-// the instance may already have answered `unavailable` (say, after a freeze), so it must not appear late.
 const char* kPublishScript =
-    "if ARGV[5] ~= '0' then\n"
-    "  local t = redis.call('TIME')\n"
-    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then\n"
-    "    return redis.error_reply('EXPIRED chat reached Redis after its deadline')\n"
-    "  end\n"
+    "local t = redis.call('TIME')\n"
+    "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then\n"
+    "  return redis.error_reply('EXPIRED chat reached Redis after its deadline')\n"
     "end\n"
     "local id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2])\n"
     "local extra = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])\n"
@@ -37,29 +38,124 @@ const char* kPublishScript =
     "end\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('RPUSH', KEYS[3], ARGV[6] .. ' ' .. id)\n"
+    "redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)\n"
     "return id\n";
 
-// KEYS[1] stream; ARGV[1] since ('' for none), ARGV[2] count. Returns {truncated, entries}, where
-// truncated is 1 when the stream dropped an entry newer than since (XINFO's max-deleted-entry-id).
-const char* kHistoryScript =
-    "local since, entries, truncated = ARGV[1], nil, 0\n"
-    "if since == '' then\n"
-    "  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[2])\n"
-    "else\n"
-    "  entries = redis.call('XRANGE', KEYS[1], '(' .. since, '+')\n"
-    "  if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "    local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
-    "    for i = 1, #info, 2 do\n"
-    "      if info[i] == 'max-deleted-entry-id' then\n"
-    "        local a1, a2 = string.match(since, '^(%d+)-?(%d*)$')\n"
-    "        local b1, b2 = string.match(info[i + 1], '^(%d+)-(%d+)$')\n"
-    "        a1, a2, b1, b2 = tonumber(a1), tonumber(a2) or 0, tonumber(b1), tonumber(b2)\n"
-    "        if a1 < b1 or (a1 == b1 and a2 < b2) then truncated = 1 end\n"
+// KEYS[1] chat record list; ARGV[1] the latest deadline of the chats in doubt. {0, ms to wait} while
+// Redis's clock has not passed it, else {1, records}.
+const char* kResolveScript =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if now <= tonumber(ARGV[1]) then return {0, tonumber(ARGV[1]) - now + 1} end\n"
+    "return {1, redis.call('LRANGE', KEYS[1], 0, -1)}\n";
+
+// The stream's newest id ('0-0' when it has none) and newest deleted id, as a Lua prelude.
+const char* kStreamInfo =
+    "local position, maxdel = '0-0', '0-0'\n"
+    "local exists = redis.call('EXISTS', KEYS[1]) == 1\n"
+    "if exists then\n"
+    "  local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
+    "  for i = 1, #info, 2 do\n"
+    "    if info[i] == 'last-generated-id' then position = info[i + 1] end\n"
+    "    if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
+    "  end\n"
+    "end\n"
+    "local function older(a, b)\n"
+    "  local a1, a2 = string.match(a, '^(%d+)-?(%d*)$')\n"
+    "  local b1, b2 = string.match(b, '^(%d+)-?(%d*)$')\n"
+    "  a1, a2, b1, b2 = tonumber(a1), tonumber(a2) or 0, tonumber(b1), tonumber(b2) or 0\n"
+    "  return a1 < b1 or (a1 == b1 and a2 < b2)\n"
+    "end\n";
+
+// For `joined`. KEYS[1] stream; ARGV[1] since ('' for none), ARGV[2] count (without since), ARGV[3]
+// byte budget. Walks back from the newest entry in pages; returns {truncated, entries newest first,
+// position}. truncated: cut by the budget, or an entry after since was deleted.
+const std::string kHistoryScript = std::string(kStreamInfo) +
+    "local since, count, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local out, truncated, bytes, top = {}, 0, 0, '+'\n"
+    "if since ~= '' and older(since, maxdel) then truncated = 1 end\n"
+    "while exists do\n"
+    "  local want = 64\n"
+    "  if since == '' then want = math.min(want, count - #out) end\n"
+    "  if want <= 0 then break end\n"
+    "  local low = '-'\n"
+    "  if since ~= '' then low = '(' .. since end\n"
+    "  local page = redis.call('XREVRANGE', KEYS[1], top, low, 'COUNT', want)\n"
+    "  for i = 1, #page do\n"
+    "    local f, size = page[i][2], 0\n"
+    "    for j = 2, #f, 2 do size = size + #f[j] end\n"
+    "    if bytes + size > budget then truncated = 1; exists = false; break end\n"
+    "    bytes = bytes + size\n"
+    "    out[#out + 1] = page[i]\n"
+    "  end\n"
+    "  if #page < want then break end\n"
+    "  top = '(' .. page[#page][1]\n"
+    "end\n"
+    "return {truncated, out, position}\n";
+
+// For back-fill. KEYS[1] stream; ARGV[1] after, ARGV[2] count. Returns {truncated, entries oldest
+// first, position}.
+const std::string kReadAfterScript = std::string(kStreamInfo) +
+    "local out = {}\n"
+    "if exists then out = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) end\n"
+    "local truncated = 0\n"
+    "if older(ARGV[1], maxdel) then truncated = 1 end\n"
+    "return {truncated, out, position}\n";
+
+// Members: one field per connection, "<instance>/<member key>" -> user JSON. KEYS[1] members hash;
+// ARGV[1] instance key prefix. Returns the user JSON of entries whose instance is alive, and drops
+// the others (an instance's liveness key expires --instance-ttl after its last heartbeat).
+const char* kMembersScript =
+    "local all, out, alive = redis.call('HGETALL', KEYS[1]), {}, {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local inst = string.match(all[i], '^(.*)/%d+$')\n"
+    "  if inst then\n"
+    "    if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
+    "    if alive[inst] then out[#out + 1] = all[i + 1] else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+// The reaper, run with every heartbeat. ARGV[1] key prefix, ARGV[2] this instance, ARGV[3] '1' to
+// treat this instance's own old entries as dead (a restart under the same --instance-id).
+// Every instance whose liveness key is gone is taken out of the instance set by exactly one reaper
+// (SREM answers 1 once), which removes its member entries and publishes their presence `leave` on
+// each room's channel: every surviving instance hears each leave once.
+const char* kReapScript =
+    "local prefix, self = ARGV[1], ARGV[2]\n"
+    "local set = prefix .. 'roomcast:instances'\n"
+    "local reaped = 0\n"
+    "local function reap(inst)\n"
+    "  local rooms_key = prefix .. 'roomcast:instance:' .. inst .. ':rooms'\n"
+    "  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do\n"
+    "    local hash = prefix .. 'room:' .. room .. ':members'\n"
+    "    local all = redis.call('HGETALL', hash)\n"
+    "    for i = 1, #all, 2 do\n"
+    "      local f = all[i]\n"
+    "      if string.sub(f, 1, #inst + 1) == inst .. '/' and string.match(string.sub(f, #inst + 2), '^%d+$') then\n"
+    "        redis.call('HDEL', hash, f)\n"
+    "        redis.call('PUBLISH', prefix .. 'room:' .. room,\n"
+    "          '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. room .. '\",\"user\":' .. all[i + 1] .. '}')\n"
+    "        reaped = reaped + 1\n"
     "      end\n"
     "    end\n"
     "  end\n"
+    "  redis.call('DEL', rooms_key, prefix .. 'roomcast:chats:' .. inst)\n"
     "end\n"
-    "return {truncated, entries}\n";
+    "if ARGV[3] == '1' then reap(self) end\n"
+    "redis.call('SADD', set, self)\n"
+    "for _, inst in ipairs(redis.call('SMEMBERS', set)) do\n"
+    "  if inst ~= self and redis.call('EXISTS', prefix .. 'roomcast:instance:' .. inst) == 0 then\n"
+    "    if redis.call('SREM', set, inst) == 1 then reap(inst) end\n"
+    "  end\n"
+    "end\n"
+    "return reaped\n";
+
+constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
+constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
 // Rebuilds one event from an XRANGE entry [id, [field, value, ...]].
 bool entry_event(const redis::Value& entry, std::string* out) {
@@ -76,36 +172,21 @@ bool entry_event(const redis::Value& entry, std::string* out) {
   return true;
 }
 
-// Membership: field = user id, value = "<instance id>\n<user json>". An instance keeps the key
-// <prefix>roomcast:instance:<id> alive (30 s TTL, renewed every 10 s); members of an instance whose
-// key is gone are dropped when read, so a dead instance's members vanish within 30 s.
-// KEYS[1] members hash; ARGV[1] instance key prefix. Returns the user JSON of live members.
-const char* kMembersScript =
-    "local all, out, alive = redis.call('HGETALL', KEYS[1]), {}, {}\n"
-    "for i = 1, #all, 2 do\n"
-    "  local v = all[i + 1]\n"
-    "  local nl = string.find(v, '\\n', 1, true)\n"
-    "  if nl then\n"
-    "    local inst = string.sub(v, 1, nl - 1)\n"
-    "    if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
-    "    if alive[inst] then out[#out + 1] = string.sub(v, nl + 1) else redis.call('HDEL', KEYS[1], all[i]) end\n"
-    "  else\n"
-    "    redis.call('HDEL', KEYS[1], all[i])\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
+int64_t wall_ms() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
 
-// KEYS[1] members hash; ARGV[1] user id, ARGV[2] this instance's id. Removes the field only if this
-// instance wrote it (the same user may have joined again elsewhere since).
-const char* kMemberLeaveScript =
-    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '\\n' then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
-    "return 0\n";
-
-constexpr uint64_t kInstanceTtlMs = 30000, kHeartbeatMs = 10000;
-constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
-
-constexpr const char* kHistoryTtlMs = "604800000";  // a week without a message and the history goes
+int broker_status(int client_status) {
+  switch (client_status) {
+    case redis::kOk: return kBrokerOk;
+    case redis::kErrDown: return kBrokerDown;
+    case redis::kErrDisconnected: return kBrokerDisconnected;
+    case redis::kErrStopped: return kBrokerStopped;
+    default: return kBrokerFailed;
+  }
+}
 
 class RedisBroker : public Broker {
  public:
@@ -113,9 +194,12 @@ class RedisBroker : public Broker {
       : events_(events),
         prefix_(config.redis_prefix),
         history_(std::to_string(config.history)),
-        instance_(config.instance_id) {
+        history_ttl_ms_(std::to_string(static_cast<int64_t>(config.history_ttl * 1000))),
+        instance_(config.instance_id),
+        instance_ttl_ms_(static_cast<uint64_t>(config.instance_ttl * 1000)) {
     uv_timer_init(loop, &heartbeat_);
-    heartbeat_.data = this;
+    uv_timer_init(loop, &resolve_timer_);
+    heartbeat_.data = resolve_timer_.data = this;
     redis::Options opts;
     opts.instance_id = config.instance_id;
     opts.prefix = config.redis_prefix;
@@ -130,17 +214,16 @@ class RedisBroker : public Broker {
       std::string_view room;
       if (room_of(channel, &room)) events_->on_broker_subscribed(room);
     };
-    cb.on_state = [this](bool up) {
-      if (up) heartbeat();
-      events_->on_broker_state(up);
-    };
+    cb.on_state = [this](bool up) { on_client_state(up); };
     client_ = std::make_unique<redis::Client>(loop, std::move(url), std::move(opts), std::move(cb));
   }
 
   int start() override {
-    uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->heartbeat(); }, kHeartbeatMs, kHeartbeatMs);
-    return client_->start() == 0 ? 0 : UV_EINVAL;
+    uint64_t every = std::max<uint64_t>(instance_ttl_ms_ / 3, 100);
+    uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->heartbeat(); }, every, every);
+    return client_->start() == 0 ? 0 : kBrokerFailed;
   }
+
   void stop(std::function<void()> done) override {
     // Commands queued so far (presence leaves, member removals) must reach Redis before the client
     // closes: replies come in order, so the DEL's reply means every earlier command was handled.
@@ -150,9 +233,16 @@ class RedisBroker : public Broker {
       if (stopping_) return;
       stopping_ = true;
       uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&resolve_timer_), nullptr);
+      // Chats still in doubt: their senders are closing; nothing more can be said of them.
+      auto doubt = std::move(doubt_);
+      doubt_.clear();
+      for (auto& [seq, chat] : doubt) chat.done(kBrokerStopped, {});
       client_->stop(std::move(stop_done_));
     };
-    if (client_->up() && client_->command({"DEL", instance_key()}, [finish](int, const redis::Value&) { finish(); }) == 0) {
+    if (client_->up() &&
+        client_->command({"DEL", instance_key(), chats_key()}, [finish](int, const redis::Value&) { finish(); }) == 0) {
+      client_->command({"SREM", prefix_ + "roomcast:instances", instance_}, [](int, const redis::Value&) {});
       drain_finish_ = finish;
       uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->drain_finish_(); }, 1000, 0);
     } else {
@@ -161,27 +251,27 @@ class RedisBroker : public Broker {
   }
 
   bool cluster_members() const override { return true; }
-  void member_join(std::string_view room, std::string_view user_id, std::string_view user_json) override {
-    std::string key = channel(room) + ":members", value = instance_ + "\n" + std::string(user_json);
-    client_->command({"HSET", key, user_id, value}, [](int, const redis::Value&) {});
+  void member_join(std::string_view room, std::string_view member_key, std::string_view user_json) override {
+    client_->command({"HSET", members_key(room), member_field(member_key), user_json}, [](int, const redis::Value&) {});
+    client_->command({"SADD", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
-  void member_leave(std::string_view room, std::string_view user_id) override {
-    std::string key = channel(room) + ":members";
-    eval(kMemberLeaveScript, {key}, {user_id, instance_}, [](int, const redis::Value&) {});
+  void member_leave(std::string_view room, std::string_view member_key, bool last_local) override {
+    client_->command({"HDEL", members_key(room), member_field(member_key)}, [](int, const redis::Value&) {});
+    if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
   int members(std::string_view room, MembersDone done) override {
-    std::string key = channel(room) + ":members", inst = prefix_ + "roomcast:instance:";
+    std::string key = members_key(room), inst = prefix_ + "roomcast:instance:";
     return eval(kMembersScript, {key}, {inst}, [done = std::move(done)](int status, const redis::Value& reply) {
       std::vector<std::string> users;
       if (status != 0 || reply.type != redis::Value::Type::Array) {
-        done(status < 0 ? status : -1, {});
+        done(status < 0 ? broker_status(status) : kBrokerFailed, {});
         return;
       }
       for (const redis::Value& v : reply.elements) users.push_back(v.str);
-      done(0, std::move(users));
+      done(kBrokerOk, std::move(users));
     });
   }
-  bool up() const override { return client_->up(); }
+  bool up() const override { return ready_ && client_->up(); }
   const char* mode() const override { return "redis"; }
   bool standalone() const override { return false; }
   void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
@@ -190,82 +280,174 @@ class RedisBroker : public Broker {
   size_t subscriptions() const override { return client_->stats().subscriptions; }
 
   int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override {
-    std::string stream = channel(room) + ":log", chan = channel(room);
-    // Redis's clock is learnt from the ids it gives (their first part is its time in ms).
-    std::string deadline = clock_known_ ? std::to_string(wall_ms() + clock_offset_ms_ + kPublishDeadlineMs) : "0";
-    return eval(kPublishScript, {stream, chan}, {prefix, suffix, history_, kHistoryTtlMs, deadline},
-                [this, done = std::move(done)](int status, const redis::Value& reply) {
+    if (!up()) return kBrokerDown;
+    std::string stream = channel(room) + ":log", chan = channel(room), records = chats_key();
+    int64_t deadline = wall_ms() + clock_offset_ms_ + kPublishDeadlineMs;
+    uint64_t seq = ++chat_seq_;
+    std::string deadline_text = std::to_string(deadline), seq_text = std::to_string(seq), cap = std::to_string(kChatRecords);
+    return eval(kPublishScript, {stream, chan, records}, {prefix, suffix, history_, history_ttl_ms_, deadline_text, seq_text, cap},
+                [this, seq, deadline, done = std::move(done)](int status, const redis::Value& reply) {
                   if (status == 0 && reply.type == redis::Value::Type::String) {
-                    int64_t redis_ms = std::strtoll(reply.str.c_str(), nullptr, 10);
-                    if (redis_ms > 0) {
-                      clock_offset_ms_ = redis_ms - wall_ms();
-                      clock_known_ = true;
-                    }
-                    done(0, reply.str);
+                    learn_clock(reply.str);
+                    done(kBrokerOk, reply.str);
+                  } else if (status == redis::kErrDisconnected) {
+                    // It may have run: answer once Redis says (resolve()).
+                    doubt_.emplace(seq, Doubt{deadline, std::move(done)});
                   } else {
                     if (status == 0) LOG_WARN("redis: chat not published: %s", reply.str.c_str());
-                    done(status < 0 ? status : -1, {});
+                    done(status < 0 ? broker_status(status) : kBrokerFailed, {});
                   }
                 });
   }
 
-  int history(std::string_view room, std::string_view since, size_t limit, HistoryDone done) override {
-    std::string stream = channel(room) + ":log", count = std::to_string(limit > 0 ? limit : 1);
-    bool newest_first = since.empty();
-    return eval(kHistoryScript, {stream}, {since, count},
-                         [done = std::move(done), newest_first](int status, const redis::Value& reply) {
-                           std::vector<std::string> events;
-                           if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) {
-                             if (status == 0) LOG_WARN("redis: history script failed: %s", reply.str.c_str());
-                             done(status < 0 ? status : -1, {}, false);
-                             return;
-                           }
-                           for (const redis::Value& e : reply.elements[1].elements) {
-                             std::string event;
-                             if (entry_event(e, &event)) events.push_back(std::move(event));
-                           }
-                           if (newest_first) std::reverse(events.begin(), events.end());
-                           done(0, std::move(events), reply.elements[0].integer == 1);
-                         });
+  int history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) override {
+    std::string stream = channel(room) + ":log", count = std::to_string(limit), budget = std::to_string(max_bytes);
+    return eval(kHistoryScript.c_str(), {stream}, {since, count, budget}, [done = std::move(done)](int status, const redis::Value& reply) {
+      read_reply(status, reply, true, done);
+    });
+  }
+
+  int read_after(std::string_view room, std::string_view after, size_t count, HistoryDone done) override {
+    std::string stream = channel(room) + ":log", n = std::to_string(count);
+    return eval(kReadAfterScript.c_str(), {stream}, {after, n}, [done = std::move(done)](int status, const redis::Value& reply) {
+      read_reply(status, reply, false, done);
+    });
   }
 
   int publish_event(std::string_view room, std::string_view payload) override {
     std::string chan = channel(room);
-    return client_->command({"PUBLISH", chan, payload}, [](int, const redis::Value&) {});
+    return broker_status(client_->command({"PUBLISH", chan, payload}, [](int, const redis::Value&) {}));
   }
 
  private:
-  std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+  struct Doubt {
+    int64_t deadline;   // the chat's deadline in Redis's clock
+    PublishDone done;   // its sender's answer
+  };
 
-  // EVAL, never EVALSHA: an EVALSHA answered NOSCRIPT is retried after the ones pipelined behind it,
-  // which may succeed meanwhile (another instance loaded the script) and so overtake it. Redis
-  // caches the compiled script by its SHA-1 either way; only the script text travels each time.
+  static void read_reply(int status, const redis::Value& reply, bool newest_first, const HistoryDone& done) {
+    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 3) {
+      if (status == 0) LOG_WARN("redis: history script failed: %s", reply.str.c_str());
+      done(status < 0 ? broker_status(status) : kBrokerFailed, {});
+      return;
+    }
+    HistoryRead read;
+    read.truncated = reply.elements[0].integer == 1;
+    for (const redis::Value& e : reply.elements[1].elements) {
+      std::string event;
+      if (entry_event(e, &event)) read.events.push_back(std::move(event));
+    }
+    if (newest_first) std::reverse(read.events.begin(), read.events.end());
+    read.position = reply.elements[2].str;
+    done(kBrokerOk, std::move(read));
+  }
+
+  void on_client_state(bool up) {
+    if (!up) {
+      bool was = ready_;
+      ready_ = false;
+      uv_timer_stop(&resolve_timer_);
+      if (was) events_->on_broker_state(false);
+      return;
+    }
+    // Learn Redis's clock first: every chat carries a deadline in it. Then up for the rooms.
+    client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
+      if (status != 0 || !parse_time(reply)) return;  // dropped again: the next up tries again
+      ready_ = true;
+      heartbeat();
+      resolve();
+      events_->on_broker_state(true);
+    });
+  }
+
+  bool parse_time(const redis::Value& reply) {
+    if (reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return false;
+    int64_t ms = std::strtoll(reply.elements[0].str.c_str(), nullptr, 10) * 1000 +
+                 std::strtoll(reply.elements[1].str.c_str(), nullptr, 10) / 1000;
+    clock_offset_ms_ = ms - wall_ms();
+    return true;
+  }
+
+  // Redis's clock is learnt from the ids it gives too (their first part is its time in ms).
+  void learn_clock(const std::string& id) {
+    int64_t redis_ms = std::strtoll(id.c_str(), nullptr, 10);
+    if (redis_ms > 0) clock_offset_ms_ = redis_ms - wall_ms();
+  }
+
+  // Answers the chats in doubt from this instance's record list, once Redis's clock is past all
+  // their deadlines (until then a paused chat could still run).
+  void resolve() {
+    if (doubt_.empty() || !up() || resolving_) return;
+    int64_t latest = 0;
+    for (const auto& [seq, d] : doubt_) latest = std::max(latest, d.deadline);
+    resolving_ = true;
+    std::string deadline = std::to_string(latest);
+    int rc = eval(kResolveScript, {chats_key()}, {deadline}, [this](int status, const redis::Value& reply) {
+      resolving_ = false;
+      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;  // next up
+      if (reply.elements[0].integer == 0) {
+        uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
+        uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
+        return;
+      }
+      std::unordered_map<uint64_t, std::string> ran;
+      for (const redis::Value& v : reply.elements[1].elements) {
+        size_t sp = v.str.find(' ');
+        if (sp != std::string::npos) ran.emplace(std::strtoull(v.str.c_str(), nullptr, 10), v.str.substr(sp + 1));
+      }
+      auto doubt = std::move(doubt_);
+      doubt_.clear();
+      size_t acked = 0;
+      for (auto& [seq, d] : doubt) {
+        auto it = ran.find(seq);
+        if (it != ran.end()) {
+          acked++;
+          d.done(kBrokerOk, it->second);
+        } else {
+          d.done(kBrokerFailed, {});
+        }
+      }
+      LOG_INFO("redis: %zu chats whose answer was lost: %zu had been published, %zu had not", doubt.size(), acked,
+               doubt.size() - acked);
+    });
+    if (rc != 0) resolving_ = false;
+  }
+
+  // EVAL, never EVALSHA: an EVALSHA answered NOSCRIPT would be retried after the ones pipelined
+  // behind it and could be overtaken. Redis caches the compiled script by its SHA-1 either way.
   int eval(const char* script, std::initializer_list<std::string_view> keys,
            std::initializer_list<std::string_view> args, redis::ReplyCallback cb) {
     std::string numkeys = std::to_string(keys.size());
     std::vector<std::string_view> argv{"EVAL", script, numkeys};
     argv.insert(argv.end(), keys.begin(), keys.end());
     argv.insert(argv.end(), args.begin(), args.end());
-    return client_->command(argv, std::move(cb));
+    return broker_status(client_->command(argv, std::move(cb)));
   }
-  static int64_t wall_ms() {
-    struct timeval tv;
-    gettimeofday(&tv, nullptr);
-    return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
-  }
+
+  std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+  std::string members_key(std::string_view room) const { return channel(room) + ":members"; }
+  std::string member_field(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
   std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
+  std::string instance_rooms_key() const { return instance_key() + ":rooms"; }
+  std::string chats_key() const { return prefix_ + "roomcast:chats:" + instance_; }
+
   void heartbeat() {
-    if (!client_->up()) return;
-    client_->command({"SET", instance_key(), "1", "PX", std::to_string(kInstanceTtlMs)}, [](int, const redis::Value&) {});
-    // Learn Redis's clock (for chat deadlines) before the first chat, and follow it afterwards.
+    if (!up()) return;
+    client_->command({"SET", instance_key(), "1", "PX", std::to_string(instance_ttl_ms_)}, [](int, const redis::Value&) {});
+    // The first time, entries left by an earlier process with this --instance-id are dead.
+    const char* self_dead = first_heartbeat_ ? "1" : "0";
+    first_heartbeat_ = false;
+    eval(kReapScript, {}, {prefix_, instance_, self_dead}, [](int status, const redis::Value& reply) {
+      if (status == 0 && reply.type == redis::Value::Type::Integer && reply.integer > 0)
+        LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.integer);
+      else if (status == 0 && reply.is_error())
+        LOG_WARN("redis: reaping dead instances failed: %s", reply.str.c_str());
+    });
     client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
-      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
-      int64_t ms = std::strtoll(reply.elements[0].str.c_str(), nullptr, 10) * 1000 +
-                   std::strtoll(reply.elements[1].str.c_str(), nullptr, 10) / 1000;
-      clock_offset_ms_ = ms - wall_ms();
-      clock_known_ = true;
+      if (status == 0) parse_time(reply);
     });
   }
+
   bool room_of(std::string_view channel, std::string_view* room) const {
     std::string head = prefix_ + "room:";
     if (channel.substr(0, head.size()) != head) return false;
@@ -276,13 +458,20 @@ class RedisBroker : public Broker {
   BrokerEvents* events_;                  // the hub; outlives the broker
   std::string prefix_;                    // --redis-prefix
   std::string history_;                   // stream length to keep, as text
+  std::string history_ttl_ms_;            // --history-ttl in ms, as text
   std::string instance_;                  // --instance-id
+  uint64_t instance_ttl_ms_;              // --instance-ttl in ms
   uv_timer_t heartbeat_;                  // renews the instance key; in stop(), the drain deadline
+  uv_timer_t resolve_timer_;              // resolve() again once Redis's clock passed the deadlines
   std::function<void()> stop_done_;       // stop()'s callback, until the drain ends
   std::function<void()> drain_finish_;    // ends the drain (reply or deadline, whichever first)
   bool stopping_ = false;                 // the client's stop() was called
-  int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours, from the last chat id
-  bool clock_known_ = false;              // clock_offset_ms_ is set
+  bool ready_ = false;                    // client up and Redis's clock learnt: up() for the rooms
+  bool first_heartbeat_ = true;           // the next heartbeat is this process's first
+  bool resolving_ = false;                // a resolve script is in flight
+  int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
+  uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
+  std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number
   std::unique_ptr<redis::Client> client_;
 };
 

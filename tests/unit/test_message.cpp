@@ -526,28 +526,53 @@ void test_encode_joined(void**) {
     std::vector<std::string> history;
     bool truncated;
     std::string ref;
+    size_t count;
+    bool members_truncated;
+    size_t from;
   } rows[] = {
-      {{}, {}, false, ""},
-      {members, {}, false, "\"j\""},
-      {members, history, false, "3"},
-      {{me}, history, true, ""},
+      {{}, {}, false, "", 0, false, 0},
+      {members, {}, false, "\"j\"", 3, false, 0},
+      {members, history, false, "3", 3, false, 0},
+      {{me}, history, true, "", 5000, true, 0},
+      {{me}, history, true, "", 1, false, 2},  // from: the oldest two left out
   };
   for (const Row& r : rows) {
-    std::string text = encode_joined("r1", me, r.members, r.history, r.truncated, r.ref);
+    JoinedReply j;
+    j.room_id = "r1";
+    j.you = &me;
+    j.members = &r.members;
+    j.count = r.count;
+    j.members_truncated = r.members_truncated;
+    j.history = &r.history;
+    j.history_from = r.from;
+    j.truncated = r.truncated;
+    j.ref = r.ref;
+    std::string text = encode_joined(j);
     rapidjson::Document d = parse_json(text);
     EXPECT(str(d, "type") == "joined" && str(d, "roomId") == "r1" && user_is(d, "user", me), "joined: %s",
            text.c_str());
+    EXPECT(d.HasMember("count") && d["count"].IsUint64() && d["count"].GetUint64() == r.count, "count");
+    bool mt = d.HasMember("membersTruncated") && d["membersTruncated"].IsBool() && d["membersTruncated"].GetBool();
+    EXPECT(mt == r.members_truncated, "membersTruncated %d", mt);
+    size_t sent = r.history.size() - r.from;
     REQUIRE(d.HasMember("members") && d["members"].IsArray() && d["members"].Size() == r.members.size(), "members");
     for (size_t i = 0; i < r.members.size(); i++) {
       const rapidjson::Value& m = d["members"][static_cast<rapidjson::SizeType>(i)];
       EXPECT(m.IsObject() && str(m, "id") == r.members[i].id && str(m, "name") == r.members[i].name, "member %zu", i);
     }
-    REQUIRE(d.HasMember("history") && d["history"].IsArray() && d["history"].Size() == r.history.size(), "history");
-    for (size_t i = 0; i < r.history.size(); i++) {
+    REQUIRE(d.HasMember("history") && d["history"].IsArray() && d["history"].Size() == sent, "history");
+    for (size_t i = 0; i < sent; i++) {
       const rapidjson::Value& h = d["history"][static_cast<rapidjson::SizeType>(i)];
-      EXPECT(h.IsObject() && str(h, "type") == "chat" && str(h, "id") == std::string(chat_event_id(r.history[i])),
+      EXPECT(h.IsObject() && str(h, "type") == "chat" && str(h, "id") == std::string(chat_event_id(r.history[r.from + i])),
              "history %zu in order", i);
     }
+    // The size a caller budgets with: the encoding without history, plus each event's cost.
+    JoinedReply bare = j;
+    bare.history_from = r.history.size();
+    size_t expect = encode_joined(bare).size();
+    for (size_t i = r.from; i < r.history.size(); i++) expect += joined_event_cost(r.history[i]);
+    if (sent > 0) expect -= 1;  // n events take n-1 commas
+    EXPECT(text.size() == expect, "joined size %zu, budgeted %zu", text.size(), expect);
     bool truncated = d.HasMember("truncated") && d["truncated"].IsBool() && d["truncated"].GetBool();
     EXPECT(truncated == r.truncated, "truncated %d", truncated);
     if (r.ref.empty()) EXPECT(!has(d, "ref"), "no ref");
