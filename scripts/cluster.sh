@@ -18,6 +18,9 @@ ports=""
 host=${HOST:-0.0.0.0}
 redis_url=${REDIS_URL:-}
 redis_port=""
+# The Redis started here is bounded: at most this much memory; under pressure the least recently used
+# keys that have a TTL go first (room histories, --history-ttl), never members or liveness keys' peers.
+redis_maxmemory=${ROOMCAST_REDIS_MAXMEMORY:-256mb}
 bin=${ROOMCAST_BIN:-build/server/roomcast}
 extra=()
 while [ $# -gt 0 ]; do
@@ -62,10 +65,11 @@ start() {
     command -v redis-server >/dev/null || { echo "cluster: redis-server is not installed (scripts/deps.sh)" >&2; exit 1; }
     [ -n "$redis_port" ] || redis_port=$(free_port)
     redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$(cd "$state" && pwd)" --save '' --appendonly no \
+      --maxmemory "$redis_maxmemory" --maxmemory-policy volatile-lru \
       --daemonize yes --pidfile "$(cd "$state" && pwd)/redis.pid" --logfile "$(cd "$state" && pwd)/redis.log"
     for _ in $(seq 50); do [ -s "$state/redis.pid" ] && break; sleep 0.1; done
     redis_url="redis://127.0.0.1:$redis_port"
-    echo "cluster: redis-server on port $redis_port (pid $(cat "$state/redis.pid"), log $state/redis.log)"
+    echo "cluster: redis-server on port $redis_port (pid $(cat "$state/redis.pid"), log $state/redis.log, maxmemory $redis_maxmemory volatile-lru)"
   else
     echo "cluster: using Redis at $redis_url (not started here)"
   fi

@@ -74,14 +74,16 @@ class Broker {
   // For back-fill: the oldest `count` retained chat events after `after`, oldest first (fewer: that
   // is all). truncated: events after `after` were dropped from the history. Returns as history().
   virtual int read_after(std::string_view room, std::string_view after, size_t count, HistoryDone done) = 0;
-  // Cluster-wide membership, one entry per connection (member_key, unique in this process), so one
-  // connection leaving never removes another's entry. Standalone brokers keep none
-  // (cluster_members() false) and the rooms answer from their own members.
+  // Cluster-wide membership (Redis: the hash <prefix>room:R:members, field = user id), one entry per
+  // connection (member_key, unique in this process) under its user's field, so one connection
+  // leaving never removes another's entry. Standalone brokers keep none (cluster_members() false)
+  // and the rooms answer from their own members.
   virtual bool cluster_members() const { return false; }
-  virtual void member_join(std::string_view room, std::string_view member_key, std::string_view user_json) {}
+  virtual void member_join(std::string_view room, std::string_view user_id, std::string_view member_key,
+                           std::string_view user_json) {}
   // last_local: no other member of this instance is left in the room.
-  virtual void member_leave(std::string_view room, std::string_view member_key, bool last_local) {}
-  // Reads the users (JSON) of the room's entries on live instances, one per connection. Returns 0
+  virtual void member_leave(std::string_view room, std::string_view user_id, std::string_view member_key, bool last_local) {}
+  // Reads the users (JSON) of the room on live instances, one per user id. Returns 0
   // (done called once, later) or a negative BrokerError.
   virtual int members(std::string_view room, MembersDone done) { return kBrokerFailed; }
   virtual uint64_t reconnects() const { return 0; }

@@ -103,18 +103,39 @@ const std::string kReadAfterScript = std::string(kStreamInfo) +
     "if older(ARGV[1], maxdel) then truncated = 1 end\n"
     "return {truncated, out, position}\n";
 
-// Members: one field per connection, "<instance>/<member key>" -> user JSON. KEYS[1] members hash;
-// ARGV[1] instance key prefix. Returns the user JSON of entries whose instance is alive, and drops
-// the others (an instance's liveness key expires --instance-ttl after its last heartbeat).
+// Members: field = user id; value = one line per connection of that user, "<instance>/<key>\t<user
+// JSON>", so a user with two tabs is one field and one connection leaving removes only its own line.
+// Lines are changed by scripts only (read-modify-write is atomic there).
+// KEYS[1] members hash; ARGV[1] user id, ARGV[2] "<instance>/<key>", ARGV[3] user JSON ('' to remove).
+const char* kMemberSetScript =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1]) or ''\n"
+    "local out, tag = {}, ARGV[2] .. '\\t'\n"
+    "for line in string.gmatch(v, '[^\\n]+') do\n"
+    "  if string.sub(line, 1, #tag) ~= tag then out[#out + 1] = line end\n"
+    "end\n"
+    "if ARGV[3] ~= '' then out[#out + 1] = tag .. ARGV[3] end\n"
+    "if #out == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], table.concat(out, '\\n')) end\n"
+    "return #out\n";
+
+// KEYS[1] members hash; ARGV[1] instance key prefix. Returns one user JSON per user id with a line of
+// a live instance, and drops lines of instances whose liveness key expired (--instance-ttl after
+// their last heartbeat).
 const char* kMembersScript =
     "local all, out, alive = redis.call('HGETALL', KEYS[1]), {}, {}\n"
     "for i = 1, #all, 2 do\n"
-    "  local inst = string.match(all[i], '^(.*)/%d+$')\n"
-    "  if inst then\n"
-    "    if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
-    "    if alive[inst] then out[#out + 1] = all[i + 1] else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "  local keep, first = {}, nil\n"
+    "  for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
+    "    local inst, user = string.match(line, '^(.*)/%d+\\t(.*)$')\n"
+    "    if inst then\n"
+    "      if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
+    "      if alive[inst] then keep[#keep + 1] = line; first = first or user end\n"
+    "    end\n"
+    "  end\n"
+    "  if first then out[#out + 1] = first end\n"
+    "  if #keep == 0 then redis.call('HDEL', KEYS[1], all[i])\n"
     "  else\n"
-    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "    local joined = table.concat(keep, '\\n')\n"
+    "    if joined ~= all[i + 1] then redis.call('HSET', KEYS[1], all[i], joined) end\n"
     "  end\n"
     "end\n"
     "return out\n";
@@ -130,16 +151,25 @@ const char* kReapScript =
     "local reaped = 0\n"
     "local function reap(inst)\n"
     "  local rooms_key = prefix .. 'roomcast:instance:' .. inst .. ':rooms'\n"
+    "  local tag = inst .. '/'\n"
     "  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do\n"
     "    local hash = prefix .. 'room:' .. room .. ':members'\n"
     "    local all = redis.call('HGETALL', hash)\n"
     "    for i = 1, #all, 2 do\n"
-    "      local f = all[i]\n"
-    "      if string.sub(f, 1, #inst + 1) == inst .. '/' and string.match(string.sub(f, #inst + 2), '^%d+$') then\n"
-    "        redis.call('HDEL', hash, f)\n"
-    "        redis.call('PUBLISH', prefix .. 'room:' .. room,\n"
-    "          '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. room .. '\",\"user\":' .. all[i + 1] .. '}')\n"
-    "        reaped = reaped + 1\n"
+    "      local keep, gone = {}, 0\n"
+    "      for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
+    "        local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
+    "        if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
+    "          gone = gone + 1\n"
+    "          redis.call('PUBLISH', prefix .. 'room:' .. room,\n"
+    "            '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. room .. '\",\"user\":' .. user .. '}')\n"
+    "        else\n"
+    "          keep[#keep + 1] = line\n"
+    "        end\n"
+    "      end\n"
+    "      if gone > 0 then\n"
+    "        reaped = reaped + gone\n"
+    "        if #keep == 0 then redis.call('HDEL', hash, all[i]) else redis.call('HSET', hash, all[i], table.concat(keep, '\\n')) end\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -251,12 +281,15 @@ class RedisBroker : public Broker {
   }
 
   bool cluster_members() const override { return true; }
-  void member_join(std::string_view room, std::string_view member_key, std::string_view user_json) override {
-    client_->command({"HSET", members_key(room), member_field(member_key), user_json}, [](int, const redis::Value&) {});
+  void member_join(std::string_view room, std::string_view user_id, std::string_view member_key,
+                   std::string_view user_json) override {
+    std::string key = members_key(room), entry = member_entry(member_key);
+    eval(kMemberSetScript, {key}, {user_id, entry, user_json}, [](int, const redis::Value&) {});
     client_->command({"SADD", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
-  void member_leave(std::string_view room, std::string_view member_key, bool last_local) override {
-    client_->command({"HDEL", members_key(room), member_field(member_key)}, [](int, const redis::Value&) {});
+  void member_leave(std::string_view room, std::string_view user_id, std::string_view member_key, bool last_local) override {
+    std::string key = members_key(room), entry = member_entry(member_key);
+    eval(kMemberSetScript, {key}, {user_id, entry, ""}, [](int, const redis::Value&) {});
     if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
   int members(std::string_view room, MembersDone done) override {
@@ -426,7 +459,7 @@ class RedisBroker : public Broker {
 
   std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
   std::string members_key(std::string_view room) const { return channel(room) + ":members"; }
-  std::string member_field(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
+  std::string member_entry(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
   std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
   std::string instance_rooms_key() const { return instance_key() + ":rooms"; }
   std::string chats_key() const { return prefix_ + "roomcast:chats:" + instance_; }

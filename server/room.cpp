@@ -113,7 +113,7 @@ void Rooms::start_read(Room* r, Seat& s) {
   r->readers++;
   const User& u = s.member->member_user();
   if (broker_->cluster_members() && !s.registered) {
-    broker_->member_join(r->id, member_key(*s.member), protocol::encode_user(u));
+    broker_->member_join(r->id, u.id, member_key(*s.member), protocol::encode_user(u));
     s.registered = true;
   }
   auto fetch = std::make_shared<Fetch>();
@@ -500,7 +500,10 @@ void Rooms::on_state(bool up) {
     if (broker_->cluster_members()) {
       // Redis may have restarted empty: enter this instance's members again.
       for (const Seat& s : r->seats)
-        if (s.registered) broker_->member_join(r->id, member_key(*s.member), protocol::encode_user(s.member->member_user()));
+        if (s.registered) {
+          const User& u = s.member->member_user();
+          broker_->member_join(r->id, u.id, member_key(*s.member), protocol::encode_user(u));
+        }
     }
     if (r->state == RoomState::Syncing && !r->sync_inflight) start_sync(r);
     start_reads(r);
@@ -561,7 +564,7 @@ void Rooms::remove_seat(Room* r, Member& m) {
     if (it != r->users.end() && --it->second.seats == 0) r->users.erase(it);
     broker_->publish_event(r->id, protocol::encode_presence(false, r->id, u));
   }
-  if (s.registered) broker_->member_leave(r->id, member_key(m), last_local);
+  if (s.registered) broker_->member_leave(r->id, u.id, member_key(m), last_local);
   // Swap-remove: O(1), and the moved member's slot learns its new index.
   if (index + 1 != r->seats.size()) {
     r->seats[index] = std::move(r->seats.back());
