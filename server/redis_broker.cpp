@@ -383,14 +383,22 @@ class RedisBroker : public Broker {
       if (was) events_->on_broker_state(false);
       return;
     }
-    // Learn Redis's clock first: every chat carries a deadline in it. Then up for the rooms.
-    client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
-      if (status != 0 || !parse_time(reply)) return;  // dropped again: the next up tries again
+    become_ready();
+  }
+
+  // Learns Redis's clock (every chat carries a deadline in it), then reports up to the rooms.
+  void become_ready() {
+    if (time_pending_ || ready_ || !client_->up()) return;
+    time_pending_ = true;
+    int rc = client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
+      time_pending_ = false;
+      if (status != 0 || !parse_time(reply)) return;  // dropped again (the next up retries) or odd: the heartbeat retries
       ready_ = true;
       heartbeat();
       resolve();
       events_->on_broker_state(true);
     });
+    if (rc != 0) time_pending_ = false;
   }
 
   bool parse_time(const redis::Value& reply) {
@@ -465,7 +473,10 @@ class RedisBroker : public Broker {
   std::string chats_key() const { return prefix_ + "roomcast:chats:" + instance_; }
 
   void heartbeat() {
-    if (!up()) return;
+    if (!up()) {
+      become_ready();
+      return;
+    }
     client_->command({"SET", instance_key(), "1", "PX", std::to_string(instance_ttl_ms_)}, [](int, const redis::Value&) {});
     // The first time, entries left by an earlier process with this --instance-id are dead.
     const char* self_dead = first_heartbeat_ ? "1" : "0";
@@ -502,6 +513,7 @@ class RedisBroker : public Broker {
   bool ready_ = false;                    // client up and Redis's clock learnt: up() for the rooms
   bool first_heartbeat_ = true;           // the next heartbeat is this process's first
   bool resolving_ = false;                // a resolve script is in flight
+  bool time_pending_ = false;             // become_ready()'s TIME is in flight
   int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
   uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
   std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number

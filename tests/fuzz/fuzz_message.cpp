@@ -122,7 +122,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::vector<User> members{user, User{"u2", "Two"}};
   std::vector<std::string> history{ev, ev};
-  check_json(encode_joined(room, user, members, history, size & 1, msg.ref), "encode_joined", &d);
+  JoinedReply j;
+  j.room_id = room;
+  j.you = &user;
+  j.members = &members;
+  j.count = members.size();
+  j.members_truncated = size & 2;
+  j.history = &history;
+  j.truncated = size & 1;
+  j.ref = msg.ref;
+  check_json(encode_joined(j), "encode_joined", &d);
   FUZZ_CHECK(d["history"].IsArray() && d["history"].Size() == 2, "joined history");
   return 0;
 }
