@@ -193,6 +193,7 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   j.history = &events;
   j.truncated = f.history.truncated;
   j.ref = s->ref;
+  j.history_from = events.size();  // the frame without history: what the events must fit beside
   std::string base = protocol::encode_joined(j);
   size_t budget = limits_.joined_max_bytes > base.size() ? limits_.joined_max_bytes - base.size() : 0;
   size_t from = events.size();
