@@ -284,12 +284,17 @@ class RedisBroker : public Broker {
   void member_join(std::string_view room, std::string_view user_id, std::string_view member_key,
                    std::string_view user_json) override {
     std::string key = members_key(room), entry = member_entry(member_key);
+    leaves_.erase(key + '\n' + entry);  // the same connection back in the room: its old leave is void
     eval(kMemberSetScript, {key}, {user_id, entry, user_json}, [](int, const redis::Value&) {});
     client_->command({"SADD", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
   void member_leave(std::string_view room, std::string_view user_id, std::string_view member_key, bool last_local) override {
+    // Kept until Redis confirms it: a leave lost in an outage would leave a live instance's line forever.
     std::string key = members_key(room), entry = member_entry(member_key);
-    eval(kMemberSetScript, {key}, {user_id, entry, ""}, [](int, const redis::Value&) {});
+    std::string id = key + '\n' + entry;
+    leaves_[id] = Leave{key, std::string(user_id), entry, 0};
+    send_leave(id);
+    // (Not resent: a room left in this set only costs the reaper a look.)
     if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
   int members(std::string_view room, MembersDone done) override {
@@ -353,6 +358,23 @@ class RedisBroker : public Broker {
   }
 
  private:
+  // A member line to remove, until Redis confirms it (bounded by the seats that left meanwhile).
+  struct Leave {
+    std::string key, user_id, entry;
+    uint64_t gen;  // of the latest send: only its reply may retire the leave
+  };
+
+  void send_leave(const std::string& id) {
+    auto it = leaves_.find(id);
+    if (it == leaves_.end() || !up()) return;  // sent again once the broker is up
+    Leave& l = it->second;
+    uint64_t gen = l.gen = ++leave_gen_;
+    eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, ""}, [this, id, gen](int status, const redis::Value& reply) {
+      auto found = leaves_.find(id);
+      if (status == 0 && !reply.is_error() && found != leaves_.end() && found->second.gen == gen) leaves_.erase(found);
+    });
+  }
+
   struct Doubt {
     int64_t deadline;   // the chat's deadline in Redis's clock
     PublishDone done;   // its sender's answer
@@ -396,6 +418,9 @@ class RedisBroker : public Broker {
       ready_ = true;
       heartbeat();
       resolve();
+      std::vector<std::string> leaves;
+      for (const auto& [id, l] : leaves_) leaves.push_back(id);
+      for (const std::string& id : leaves) send_leave(id);
       events_->on_broker_state(true);
     });
     if (rc != 0) time_pending_ = false;
@@ -517,6 +542,8 @@ class RedisBroker : public Broker {
   int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
   uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
   std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number
+  std::unordered_map<std::string, Leave> leaves_;  // member lines to remove, by "<hash>\n<entry>"
+  uint64_t leave_gen_ = 0;
   std::unique_ptr<redis::Client> client_;
 };
 
