@@ -46,6 +46,7 @@ struct ConnectionIo {
   static bool ws_sink(void* user, const WsEvent& ev) { return static_cast<Connection*>(user)->on_ws_event(ev); }
   static void on_close(uv_handle_t* h) {
     Connection* c = static_cast<Connection*>(h->data);
+    if (c->upgraded_) c->server_->upgrade_freed();
     c->server_->remove(c);
     delete c;
   }
@@ -208,11 +209,19 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
     close_after_flush_ = true;
     return;
   }
+  if (server_->upgraded_count() >= static_cast<size_t>(server_->config().max_connections)) {
+    server_->metrics().bound_hit(Bound::MaxConnections, "WebSocket upgrades refused with 503 (--max-connections)");
+    send(make_error_response(503, "too many WebSocket connections on this instance; try again later"));
+    close_after_flush_ = true;
+    return;
+  }
   send(make_upgrade_response(v.accept));
   std::string target = req.target;
   http_.reset();  // nothing of the HTTP state survives the upgrade but the target
   http_backlog_.clear();
   state_ = State::WebSocket;
+  upgraded_ = true;
+  server_->upgrade_opened();
   server_->active_deadlines.push(&deadline, server_->now_ms());
   server_->hub().on_open(*this, target);
   if (rest_len > 0 && state_ == State::WebSocket) on_ws(rest, rest_len);

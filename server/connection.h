@@ -117,6 +117,7 @@ class Connection {
   bool output_held_ = false;                      // HTTP answers queued over --max-outbound; input waits
   bool in_parse_ = false;                         // inside parse_http (an answer given at once must not re-enter)
   bool reading_ = false;                          // uv_read_start is in effect
+  bool upgraded_ = false;                         // counted in Server::upgraded_count() until freed
   bool close_received_ = false;                   // the peer's close frame arrived
   bool decoder_dead_ = false;                     // input is ignored (violation, or close seen)
   bool overflowed_ = false;                       // over --max-outbound: closed 1008 at the next flush

@@ -109,7 +109,7 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
 }  // namespace
 
 SharedBuf* make_error_response(int status, std::string_view reason) {
-  std::string body = "{\"error\":" + protocol::json_quote(status == 431 ? "too_large" : status == 403 ? "forbidden" : status == 404 ? "not_found" : status == 426 ? "upgrade_required" : "bad_request") +
+  std::string body = "{\"error\":" + protocol::json_quote(status == 431 ? "too_large" : status == 403 ? "forbidden" : status == 404 ? "not_found" : status == 426 ? "upgrade_required" : status == 503 ? "unavailable" : "bad_request") +
                      ",\"message\":" + protocol::json_quote(reason) + "}";
   return response(status, "application/json", body, false, false,
                   status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");

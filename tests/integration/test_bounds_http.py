@@ -1,5 +1,5 @@
 # Bounds of the HTTP side of the port (PROTOCOL.md sections 1 and 6): pipelined requests, output held for a
-# client that does not read.
+# client that does not read, --max-connections.
 # Rule: a connection's reading is paused only while answers are pending and always resumes; its output never grows
 # past --max-outbound by more than one answer, and the server's memory with it.
 import asyncio
@@ -142,6 +142,43 @@ class HttpOutbound(RoomcastTestCase):
         await conn.send(req("GET", "/healthz", self.port))
         _, _, status = await read_http(conn.reader, timeout=QUICK)
         self.assertEqual(status, 200)
+
+
+MAX_CONNECTIONS = 3
+
+
+class MaxConnections(RoomcastTestCase):
+    server_args = ["--max-connections", str(MAX_CONNECTIONS)]
+
+    async def upgrade(self):
+        """A raw upgrade attempt: (response, RawWs)."""
+        ws = await RawWs.open(self.port)
+        self._clients.append(ws)
+        await ws.send(handshake_request("/ws", self.port))
+        return await ws.read_http_response(), ws
+
+    async def test_upgrades_beyond_the_limit_get_503(self):
+        clients = [await self.client(label="c%d" % i) for i in range(MAX_CONNECTIONS)]
+        resp, ws = await self.upgrade()
+        self.assertEqual(resp.status, 503, resp)
+        self.assertEqual(resp.json()["error"], "unavailable", resp)
+        self.assertIsInstance(resp.json().get("message"), str, resp)
+        self.assertEqual(resp.header("Connection"), "close", resp)
+        await ws.expect_eof()
+        # plain HTTP is still served at the limit, and the ones in are untouched
+        self.assertEqual((await self.get("/healthz")).status, 200)
+        for c in clients:
+            await c.ping()
+        self.assertGreaterEqual((await bound_hits(self.port))["max_connections"], 1)
+        # one leaves: a new one gets in
+        await clients.pop().close()
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            resp, ws = await self.upgrade()
+            if resp.status == 101 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        self.assertEqual(resp.status, 101, resp)
 
 
 if __name__ == "__main__":
