@@ -233,6 +233,7 @@ void Connection::on_ws(const char* data, size_t len) {
   int code = ws_.feed(server_->frames(), server_->ws_limits(), reinterpret_cast<const uint8_t*>(data), len, ConnectionIo::ws_sink, this);
   if (code != 0) {
     decoder_dead_ = true;
+    if (code == protocol::kCloseTooBig) server_->metrics().bound_hit(Bound::MaxMessage, "a WebSocket message over --max-message closed 1009");
     const char* why = code == protocol::kCloseTooBig ? "message too big"
                       : code == protocol::kCloseInvalidPayload ? "invalid UTF-8"
                       : code == protocol::kCloseUnsupportedData ? "binary frames are not accepted"
@@ -251,6 +252,7 @@ bool Connection::on_ws_event(const WsEvent& ev) {
       server_->hub().on_message(*this, ev.payload);
       return state_ == State::WebSocket || state_ == State::Closing;
     case WsEventType::Ping: {
+      if (state_ != State::WebSocket) return true;  // closing: answers nothing, however many pings come
       std::string frame;
       server_->frames().encode(protocol::kWsPong, ev.payload, &frame);
       send(SharedBuf::make(std::move(frame)));
@@ -272,7 +274,8 @@ bool Connection::on_ws_event(const WsEvent& ev) {
 }
 
 void Connection::send(SharedBuf* buf) {
-  if (state_ == State::Closed || overflowed_) {
+  // Closing answers nothing (its close frame is queued by close_ws itself); over the limit, nothing more.
+  if (state_ == State::Closed || state_ == State::Closing || overflowed_) {
     buf->unref();
     return;
   }
@@ -351,6 +354,7 @@ void Connection::flush() {
   }
   if (overflowed_ && state_ == State::WebSocket) {
     server_->metrics().slow_consumer_drops++;
+    server_->metrics().bound_hit(Bound::MaxOutbound, "a WebSocket reader too slow for --max-outbound closed 1008");
     LOG_INFO("conn %llu: slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, server_->config().max_outbound);
     close_ws(protocol::kClosePolicy, "slow consumer");
   }
@@ -428,6 +432,7 @@ bool Connection::take_token(uint64_t now_ms, bool* flooding) {
     tokens_ -= 1.0;
     return true;
   }
+  server_->metrics().bound_hit(Bound::RateLimit, "client messages refused by the rate limit (--rate)");
   if (now_ms - refused_since_ms_ > 10000) {
     refused_since_ms_ = now_ms;
     refused_ = 0;

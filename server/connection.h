@@ -12,6 +12,7 @@
 // unless input waits: an answer is being prepared (asynchronously), or the answers queued are over
 // --max-outbound (pipelining without reading), or bytes already read wait to be parsed. Whatever ends
 // the wait (the answer, a write done) calls resume_http, which parses what waits and decides again.
+// Closing answers nothing (no pong, no error): only its close frame goes out.
 #pragma once
 #include <uv.h>
 
@@ -43,7 +44,7 @@ class Connection {
   bool is_websocket() const { return state_ == State::WebSocket; }
 
   // Queues a complete frame (or HTTP response) shared with other recipients; takes its own reference.
-  // Over --max-outbound the connection is closed 1008 instead.
+  // Over --max-outbound a WebSocket is closed 1008 instead; a closing connection queues nothing.
   void send(SharedBuf* buf);
   // Frames one text message for this connection only.
   void send_text(std::string_view json);
