@@ -1,5 +1,5 @@
-# Bounds of the WebSocket side (PROTOCOL.md section 6): the closing handshake, pongs, and the bound registry of
-# /metrics.
+# Bounds of the WebSocket side (PROTOCOL.md sections 4 and 6): the closing handshake, pongs, deeply nested JSON,
+# and the bound registry of /metrics.
 # Rule: no input a client can send makes the server answer without limit or recurse without limit; every bound that
 # bites is counted in roomcast_bound_hits_total.
 import asyncio
@@ -84,6 +84,33 @@ class ClosingHandshake(RoomcastTestCase):
         await ws.send(build_frame(OP_TEXT, b"x" * (64 * 1024 + 1)))
         await ws.expect_close(1009)
         self.assertEqual((await bound_hits(self.port))["max_message"], before + 1)
+
+
+def nested(depth, inner='"x"'):
+    """A ping whose extra field nests `depth` containers in all (the message object included)."""
+    return '{"type":"ping","ref":"d%d","x":%s%s%s}' % (depth, "[" * (depth - 1), inner, "]" * (depth - 1))
+
+
+class DeepJson(RoomcastTestCase):
+    # --max-message raised well above 128 KiB: rapidjson's recursive parser overflowed the stack on 131072 '['.
+    server_args = ["--max-message", str(4 * 1024 * 1024), "--rate", "1000"]
+
+    async def test_nesting_limit_is_64(self):
+        c = await self.client()
+        await c.send(nested(64))
+        self.assertEqual((await c.expect("pong"))["ref"], "d64")
+        await c.send(nested(65))
+        err = await c.expect_error("bad_json")
+        self.assertIn("64", err["message"])
+        await c.ping("still-open")
+
+    async def test_very_deep_json_is_bad_json_not_a_crash(self):
+        c = await self.client()
+        for text in ("[" * 131072, "[" * 1000000, "{\"a\":" * 500000, nested(1000000)):
+            await c.send(text)
+            await c.expect_error("bad_json")
+        await c.ping("still-open")
+        self.assertTrue(self.server.alive())
 
 
 if __name__ == "__main__":
