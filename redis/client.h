@@ -22,7 +22,7 @@ enum Errc : int {
   kErrDisconnected = -3,  // the connection dropped before the reply came (callback status)
   kErrStopped = -4,       // stop() was called (as a return value: no callback; as a status: dropped)
   kErrState = -5,         // call not allowed in this state (start() twice, start() after stop())
-  kErrIo = -6,            // a local facility failed (e.g. hashing a script)
+  kErrIo = -6,            // a local facility failed (e.g. a poll handle for a socket)
 };
 // A stable lower-case name for an Errc ("ok", "down", ...); "unknown" for anything else.
 const char* error_name(int err);
@@ -90,7 +90,7 @@ class Client {
   };
   struct Stats {
     uint64_t reconnects;     // times the client came back up after having been up and lost it
-    uint64_t commands;       // commands accepted (command() and eval() that returned 0)
+    uint64_t commands;       // commands accepted (command() that returned 0)
     uint64_t messages_in;    // messages handed to on_message
     uint64_t subscriptions;  // channels currently wanted (subscribe()d and not unsubscribe()d)
   };
@@ -112,14 +112,10 @@ class Client {
 
   // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once, never from
   // inside this call), kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
-  // Redis runs them, and callbacks come, in issue order; the one exception is an eval() answered
-  // NOSCRIPT: it is re-sent (see eval) and so runs after the commands that were already in flight.
+  // Redis runs them, and callbacks come, in issue order, without exception: scripts go as EVAL
+  // through here (never EVALSHA, whose NOSCRIPT retry could not keep its place in that order).
   // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
   int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
-  // EVALSHA with the script's SHA-1 (computed once), falling back to EVAL on NOSCRIPT, keeping the
-  // order of every command issued after the NOSCRIPT. Returns as command().
-  int eval(const std::string& script, const std::vector<std::string_view>& keys,
-           const std::vector<std::string_view>& args, ReplyCallback cb);
 
   // The set of channels wanted. Idempotent; the set survives reconnects: after every reconnect all
   // wanted channels are re-subscribed in batches and on_subscribed fires again for each.
