@@ -48,6 +48,14 @@ struct Pending {
   ReplyCallback cb;  // the caller's callback, called exactly once
 };
 
+// A CLIENT SETNAME name: Redis refuses spaces, newlines and other bytes outside '!'..'~'.
+std::string client_name(const std::string& instance_id, const char* role) {
+  std::string name = "roomcast:" + instance_id + ":" + role;
+  for (char& ch : name)
+    if (ch < '!' || ch > '~') ch = '_';
+  return name;
+}
+
 std::string_view view(const redisReply* r) { return std::string_view(r->str, r->len); }
 
 }  // namespace
@@ -251,7 +259,9 @@ struct Client::Impl {
     sub_ = open_context(ip, "sub");
     if (sub_ == nullptr) return drop("sub connect failed");
 
-    // pub: [AUTH] [SELECT] PING, all answered before it counts as ready.
+    // pub: [AUTH] CLIENT SETNAME [SELECT] PING, AUTH SELECT PING answered before it counts as ready.
+    // The names (roomcast:<instance-id>:pub and :sub) let operators find both in CLIENT LIST; a
+    // refused SETNAME (an ACL without CLIENT) is logged and changes nothing else.
     pub_setup_left_ = 0;
     bool ok = true;
     if (!url_.password.empty()) {
@@ -262,6 +272,7 @@ struct Client::Impl {
       }
       ++pub_setup_left_;
     }
+    ok = ok && send_argv(pub_, on_setname_reply, {"CLIENT", "SETNAME", client_name(opt_.instance_id, "pub")});
     if (url_.db != 0) {
       std::string db = std::to_string(url_.db);
       ok = ok && send_argv(pub_, on_pub_setup, {"SELECT", db});
@@ -270,7 +281,8 @@ struct Client::Impl {
     ok = ok && send_argv(pub_, on_pub_setup, {"PING"});
     ++pub_setup_left_;
 
-    // sub: [AUTH] SUBSCRIBE probe, then every wanted channel.
+    // sub: [AUTH] CLIENT SETNAME (before SUBSCRIBE, which allows no other command), SUBSCRIBE probe,
+    // then every wanted channel.
     if (!url_.password.empty()) {
       if (url_.user.empty()) {
         ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.password});
@@ -278,6 +290,7 @@ struct Client::Impl {
         ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.user, url_.password});
       }
     }
+    ok = ok && send_argv(sub_, on_setname_reply, {"CLIENT", "SETNAME", client_name(opt_.instance_id, "sub")});
     ok = ok && send_argv(sub_, on_sub_reply, {"SUBSCRIBE", probe_channel_});
     if (!ok) return drop("cannot queue the connection setup");
     resubscribe_all();
@@ -491,6 +504,15 @@ struct Client::Impl {
       return;
     }
     call("reply", e.cb, 0, to_value(reply));
+  }
+
+  // The reply to CLIENT SETNAME (pub or sub): only an error is worth a line.
+  static void on_setname_reply(redisAsyncContext* ac, void* r, void* privdata) {
+    Impl* self = static_cast<Impl*>(privdata);
+    const redisReply* reply = static_cast<const redisReply*>(r);
+    if (reply == nullptr || (ac != self->pub_ && ac != self->sub_)) return;  // a lost context: handled elsewhere
+    if (reply->type == REDIS_REPLY_ERROR)
+      self->logf(1, "CLIENT SETNAME refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
   }
 
   // Sends a formatted command on pub_ and records its callback. Returns 0 or kErrDown.

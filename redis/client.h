@@ -40,7 +40,8 @@ struct Url {
 int parse_url(std::string_view text, Url* out);
 
 struct Options {
-  std::string instance_id;  // e.g. "host:pid": names the probe channel and tags every log line
+  std::string instance_id;  // e.g. "host:pid": names the probe channel and both connections
+                            // (CLIENT SETNAME roomcast:<id>:pub / :sub) and tags every log line
   std::string prefix;       // prepended to the probe channel name (callers prefix their own channels)
   uint64_t probe_interval_ms = 1000;  // one probe PUBLISH per interval while up
   uint64_t probe_deadline_ms = 3000;  // a probe not back by then: declared down, both connections rebuilt
@@ -77,7 +78,8 @@ using ReplyCallback = std::function<void(int status, const Value& reply)>;
 //   stop(), from any state --> STOPPED; done() once every handle is closed
 //
 // RESOLVING (uv_getaddrinfo) only for a host name with no untried address left. "pub ready": its
-// [AUTH] [SELECT] PING are answered; "sub ready": its probe channel SUBSCRIBE is confirmed.
+// [AUTH] CLIENT SETNAME [SELECT] PING are answered; "sub ready": its [AUTH] CLIENT SETNAME and probe
+// channel SUBSCRIBE are. A refused SETNAME is only logged.
 //
 // Single-threaded: every method must be called on the loop's thread. Callbacks may call any method,
 // including stop(); the Client must not be destroyed inside one of its callbacks other than done().

@@ -251,6 +251,38 @@ void test_pubsub(void** state) {
   assert_true(a.seen.states == std::vector<bool>{true});  // no on_state(false) on stop()
 }
 
+// Both connections carry CLIENT SETNAME roomcast:<instance-id>:pub and :sub (bytes Redis refuses in a
+// name become '_'), so that operators and tests find them in CLIENT LIST; an ACL without the CLIENT
+// command costs only the names.
+void test_client_names(void** state) {
+  RedisServer server;
+  assert_true(server.start());
+  Loop l;
+  TestClient a(l, server.url(), "host one:42"), admin(l, server.url(), "admin");
+  a->start();
+  admin->start();
+  assert_true(l.run_until([&] { return a->up() && admin->up(); }, 10000));
+  std::string list = sync(l, admin, {"CLIENT", "LIST"}).str;
+  assert_true(list.find(" name=roomcast:host_one:42:pub ") != std::string::npos);
+  assert_true(list.find(" name=roomcast:host_one:42:sub ") != std::string::npos);
+  assert_true(list.find(" name=roomcast:admin:pub ") != std::string::npos);
+
+  sync(l, admin, {"ACL", "SETUSER", "nocli", "on", ">pw", "~*", "&*", "+@all", "-client"});
+  TestClient b(l, "redis://nocli:pw@127.0.0.1:" + std::to_string(server.port()), "no-names");
+  b->start();
+  assert_true(l.run_until([&] { return b->up(); }, 10000));
+  b->subscribe("room:n");
+  assert_true(l.run_until([&] { return b->is_subscribed("room:n"); }, 10000));
+  sync(l, admin, {"PUBLISH", "room:n", "hi"});
+  assert_true(l.run_until([&] { return b.seen.messages.size() == 1; }, 10000));
+  list = sync(l, admin, {"CLIENT", "LIST"}).str;
+  assert_true(list.find("roomcast:no-names:") == std::string::npos);
+  l.run_for(500);  // several probe rounds: the refused SETNAME did not take it down
+  assert_true(b->up());
+  assert_true(b.seen.states == std::vector<bool>{true});
+  finish(l, {&a, &admin, &b});
+}
+
 void test_restart(void** state) {
   RedisServer server;
   assert_true(server.start());
@@ -476,6 +508,7 @@ int main(int argc, char** argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_url),
       cmocka_unit_test_teardown(test_pubsub, teardown),
+      cmocka_unit_test_teardown(test_client_names, teardown),
       cmocka_unit_test_teardown(test_restart, teardown),
       cmocka_unit_test_teardown(test_sigstop, teardown),
       cmocka_unit_test_teardown(test_reset, teardown),
