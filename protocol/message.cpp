@@ -2,7 +2,7 @@
 // Rule: JSON is read and written with rapidjson only; no string is pasted into JSON by hand.
 #include "protocol/message.h"
 
-#include "protocol/ws_codec.h"
+#include "protocol/utf8.h"
 
 #include <rapidjson/document.h>
 #include <rapidjson/encodedstream.h>
