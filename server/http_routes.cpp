@@ -2,7 +2,6 @@
 // Rule: requests from a foreign browser Origin cannot create rooms or open WebSockets.
 #include "server/http_routes.h"
 
-#include <cstdio>
 #include <string>
 
 #include "protocol/http_path.h"
@@ -40,13 +39,16 @@ const char* kPageHeaders =
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'\r\n";
 
+// The head is built as a string of any length: a long header (the page's CSP) is never cut short.
 SharedBuf* response(int status, const char* type, std::string_view body, bool keep_alive, bool head = false,
                     const char* extra = "") {
-  char line[512];
-  snprintf(line, sizeof(line),
-           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\nCache-Control: no-cache\r\n%s%s\r\n",
-           status, status_text(status), type, body.size(), keep_alive ? "keep-alive" : "close", kSecurityHeaders, extra);
-  std::string out(line);
+  std::string out;
+  out.reserve(256 + std::char_traits<char>::length(extra) + (head ? 0 : body.size()));
+  out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(status_text(status)).append("\r\n");
+  out.append("Content-Type: ").append(type).append("\r\n");
+  out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  out.append("Connection: ").append(keep_alive ? "keep-alive" : "close").append("\r\n");
+  out.append("Cache-Control: no-cache\r\n").append(kSecurityHeaders).append(extra).append("\r\n");
   if (!head) out.append(body);
   return SharedBuf::make(std::move(out));
 }
