@@ -4,9 +4,11 @@
 
 Pieces:
   * RoomcastServer / start_servers(): run `roomcast` on a free port (or N of them), wait for
-    /healthz, stop with SIGTERM and assert exit 0 and a log free of sanitizer reports.
+    /healthz, stop with SIGTERM and assert exit 0 and a log free of sanitizer reports; rss_kib() and
+    peak_rss_kib() (VmHWM) for memory bounds.
   * RedisServer: a throw-away `redis-server` on a free port in a temp dir (for the cluster suite).
-  * http_request() / HttpConn: exact bytes in, parsed HTTP response out.
+  * http_request() / HttpConn: exact bytes in, parsed HTTP response out; bound_hits(): the
+    roomcast_bound_hits_total counters of /metrics.
   * WsClient: a websockets (10.x, asyncio) client speaking the JSON protocol.
   * RawWs: a raw-socket WebSocket client for hand-made frames and close codes.
   * RoomcastTestCase: an IsolatedAsyncioTestCase with one server per test class.
