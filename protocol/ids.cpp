@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "protocol/ws_codec.h"
+#include "protocol/utf8.h"
 
 namespace roomcast::protocol {
 

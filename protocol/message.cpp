@@ -2,9 +2,12 @@
 // Rule: JSON is read and written with rapidjson only; no string is pasted into JSON by hand.
 #include "protocol/message.h"
 
-#include "protocol/ws_codec.h"
+#include "protocol/utf8.h"
 
 #include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -40,6 +43,63 @@ void put_ref(Writer& w, std::string_view ref) {
 }
 
 std::string done(rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
+
+// Hands SAX events on to a Document, refusing nesting deeper than kMaxJsonDepth.
+class DepthLimit {
+ public:
+  explicit DepthLimit(rapidjson::Document& doc) : doc_(doc) {}
+  bool too_deep() const { return too_deep_; }
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return doc_.RawNumber(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool StartObject() { return enter() && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType members) { return leave() && doc_.EndObject(members); }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType elements) { return leave() && doc_.EndArray(elements); }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxJsonDepth) return true;
+    too_deep_ = true;
+    return false;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+
+  rapidjson::Document& doc_;
+  int depth_ = 0;          // containers open at this point
+  bool too_deep_ = false;  // stopped at a container beyond kMaxJsonDepth
+};
+
+enum class Parsed { Ok, Bad, TooDeep };
+
+// Parses text into *doc with no recursion (rapidjson's iterative parser: its stack is on the heap) and
+// at most kMaxJsonDepth levels, so no text can exhaust the stack or make the tree arbitrarily deep.
+// Every JSON the server reads goes through here.
+Parsed parse_json(std::string_view text, rapidjson::Document* doc) {
+  DepthLimit limit(*doc);
+  bool ok = false;
+  auto generate = [&](rapidjson::Document&) {
+    rapidjson::MemoryStream ms(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> is(ms);
+    rapidjson::Reader reader;
+    ok = !reader.Parse<rapidjson::kParseIterativeFlag>(is, limit).IsError();
+    return ok;
+  };
+  doc->Populate(generate);
+  if (limit.too_deep()) return Parsed::TooDeep;
+  return ok ? Parsed::Ok : Parsed::Bad;
+}
 
 const rapidjson::Value* field(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);
@@ -127,8 +187,12 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
   *msg = ClientMessage();
   *err = MessageError();
   rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject()) return fail(err, ErrorCode::BadJson, "expected one JSON object");
+  Parsed parsed = parse_json(text, &doc);
+  if (parsed == Parsed::TooDeep) {
+    err->too_deep = true;
+    return fail(err, ErrorCode::BadJson, "JSON nested deeper than 64 levels");
+  }
+  if (parsed != Parsed::Ok || !doc.IsObject()) return fail(err, ErrorCode::BadJson, "expected one JSON object");
 
   if (const rapidjson::Value* ref = field(doc, "ref")) {
     if (!ref->IsString() && !ref->IsNumber())
@@ -201,8 +265,7 @@ std::string encode_user(const User& user) {
 
 bool parse_user(std::string_view json, User* out) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  return !doc.HasParseError() && read_user(doc, out);
+  return parse_json(json, &doc) == Parsed::Ok && read_user(doc, out);
 }
 
 std::string encode_hello(const User& user, std::string_view ref) {
@@ -363,8 +426,7 @@ bool is_chat_event(std::string_view event) { return event.rfind("{\"type\":\"cha
 std::string presence_user_id(std::string_view event) {
   if (event.rfind("{\"type\":\"presence\"", 0) != 0) return {};
   rapidjson::Document doc;
-  doc.Parse(event.data(), event.size());
-  if (doc.HasParseError() || !doc.IsObject()) return {};
+  if (parse_json(event, &doc) != Parsed::Ok || !doc.IsObject()) return {};
   const rapidjson::Value* user = field(doc, "user");
   const rapidjson::Value* id = user && user->IsObject() ? field(*user, "id") : nullptr;
   return id && id->IsString() ? std::string(id->GetString(), id->GetStringLength()) : std::string();

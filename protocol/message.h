@@ -13,6 +13,9 @@ namespace roomcast::protocol {
 
 constexpr size_t kMaxChatBytes = 16384;
 constexpr size_t kMaxRefBytes = 64;
+// Containers (objects and arrays) nested deeper than this are bad_json: no client message needs more,
+// and the parser must not follow a client's nesting without bound.
+constexpr int kMaxJsonDepth = 64;
 
 enum class MsgType { Hello, Create, Join, Leave, Chat, Ping };
 
@@ -32,8 +35,9 @@ struct ClientMessage {
 
 struct MessageError {
   ErrorCode code = ErrorCode::BadRequest;
-  std::string message;  // human readable
-  std::string ref;      // the "ref" value as JSON text, when it could be read
+  std::string message;    // human readable
+  std::string ref;        // the "ref" value as JSON text, when it could be read
+  bool too_deep = false;  // BadJson because of nesting over kMaxJsonDepth (a bound the server counts)
 };
 
 // Parses one text frame. Returns true and fills msg, or false and fills err.

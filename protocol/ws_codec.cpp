@@ -3,12 +3,12 @@
 // any other context is freed, never lent again.
 #include "protocol/ws_codec.h"
 
-#include <rapidjson/encodings.h>
-#include <rapidjson/memorystream.h>
 #include <wslay/wslay.h>
 
 #include <cassert>
 #include <cstring>
+
+#include "protocol/utf8.h"
 
 namespace roomcast::protocol {
 
@@ -271,18 +271,6 @@ int WsDecoder::finish_control(Sink sink, void* user, std::string_view payload, b
   }
   *stop = !sink(user, ev);
   return 0;
-}
-
-bool valid_utf8(std::string_view bytes) {
-  // rapidjson's UTF-8 decoder rejects overlongs, surrogates and code points above U+10FFFF.
-  struct Discard {
-    void Put(char) {}
-  } discard;
-  rapidjson::MemoryStream in(bytes.data(), bytes.size());
-  while (in.Tell() < bytes.size()) {
-    if (!rapidjson::UTF8<>::Validate(in, discard)) return false;
-  }
-  return true;
 }
 
 }  // namespace roomcast::protocol

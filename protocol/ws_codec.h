@@ -109,7 +109,4 @@ class WsDecoder {
   uint8_t scan_len_ = 0;                // how many
 };
 
-// True when the bytes are valid UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
-bool valid_utf8(std::string_view bytes);
-
 }  // namespace roomcast::protocol

@@ -17,7 +17,6 @@
 #include <deque>
 #include <exception>
 #include <random>
-#include <unordered_map>
 #include <utility>
 
 #include "redis/resp.h"
@@ -43,19 +42,18 @@ namespace {
 
 enum class State { Idle, Resolving, Connecting, Up, Backoff, Stopped };
 
-// One accepted command on the pub context. In flight: hiredis holds a callback for it, and as
+// One accepted command on the pub context, in flight: hiredis holds a callback for it, and as
 // hiredis answers the pub context in order, the front of Impl::inflight_ is always the one replied.
 struct Pending {
-  uint64_t seq = 0;                     // send order on the current connection (0 while held)
-  ReplyCallback cb;                     // the caller's callback, called exactly once
-  const std::string* script = nullptr;  // eval: the script text (a key of Impl::scripts_), for EVAL on NOSCRIPT
-  std::string cmd;                      // eval: the formatted EVALSHA; held: the formatted command
-  size_t rest = 0;                      // eval: offset in cmd of the numkeys argument (after the SHA)
+  ReplyCallback cb;  // the caller's callback, called exactly once
 };
 
-bool starts_with(const redisReply* r, const char* prefix) {
-  size_t n = std::strlen(prefix);
-  return r->len >= n && std::memcmp(r->str, prefix, n) == 0;
+// A CLIENT SETNAME name: Redis refuses spaces, newlines and other bytes outside '!'..'~'.
+std::string client_name(const std::string& instance_id, const char* role) {
+  std::string name = "roomcast:" + instance_id + ":" + role;
+  for (char& ch : name)
+    if (ch < '!' || ch > '~') ch = '_';
+  return name;
 }
 
 std::string_view view(const redisReply* r) { return std::string_view(r->str, r->len); }
@@ -100,12 +98,7 @@ struct Client::Impl {
   uint32_t attempt_ = 0;              // failed attempts since the last up (backoff exponent)
 
   std::deque<Pending> inflight_;  // sent on pub_, reply not yet seen, in send order
-  std::deque<Pending> held_;      // accepted while a NOSCRIPT retry is ordering the pipeline
-  uint64_t seq_ = 0;              // seq of the last command sent on pub_
-  uint64_t hold_until_ = 0;       // nonzero: hold new commands until the reply to this seq
-
-  std::unordered_map<std::string, std::string> scripts_;  // script text -> SHA-1 hex
-  Subscriptions subs_;                                    // wanted channels and their state on sub_
+  Subscriptions subs_;            // wanted channels and their state on sub_
 
   std::deque<std::pair<uint64_t, uint64_t>> probes_;  // (seq, sent at) of probes not yet back
   uint64_t probe_seq_ = 0;                            // last probe seq sent
@@ -266,7 +259,9 @@ struct Client::Impl {
     sub_ = open_context(ip, "sub");
     if (sub_ == nullptr) return drop("sub connect failed");
 
-    // pub: [AUTH] [SELECT] PING, all answered before it counts as ready; known scripts preloaded.
+    // pub: [AUTH] CLIENT SETNAME [SELECT] PING, AUTH SELECT PING answered before it counts as ready.
+    // The names (roomcast:<instance-id>:pub and :sub) let operators find both in CLIENT LIST; a
+    // refused SETNAME (an ACL without CLIENT) is logged and changes nothing else.
     pub_setup_left_ = 0;
     bool ok = true;
     if (!url_.password.empty()) {
@@ -277,6 +272,7 @@ struct Client::Impl {
       }
       ++pub_setup_left_;
     }
+    ok = ok && send_argv(pub_, on_setname_reply, {"CLIENT", "SETNAME", client_name(opt_.instance_id, "pub")});
     if (url_.db != 0) {
       std::string db = std::to_string(url_.db);
       ok = ok && send_argv(pub_, on_pub_setup, {"SELECT", db});
@@ -284,9 +280,9 @@ struct Client::Impl {
     }
     ok = ok && send_argv(pub_, on_pub_setup, {"PING"});
     ++pub_setup_left_;
-    for (const auto& s : scripts_) ok = ok && send_argv(pub_, nullptr, {"SCRIPT", "LOAD", s.first});
 
-    // sub: [AUTH] SUBSCRIBE probe, then every wanted channel.
+    // sub: [AUTH] CLIENT SETNAME (before SUBSCRIBE, which allows no other command), SUBSCRIBE probe,
+    // then every wanted channel.
     if (!url_.password.empty()) {
       if (url_.user.empty()) {
         ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.password});
@@ -294,6 +290,7 @@ struct Client::Impl {
         ok = ok && send_argv(sub_, on_sub_reply, {"AUTH", url_.user, url_.password});
       }
     }
+    ok = ok && send_argv(sub_, on_setname_reply, {"CLIENT", "SETNAME", client_name(opt_.instance_id, "sub")});
     ok = ok && send_argv(sub_, on_sub_reply, {"SUBSCRIBE", probe_channel_});
     if (!ok) return drop("cannot queue the connection setup");
     resubscribe_all();
@@ -324,28 +321,24 @@ struct Client::Impl {
       logf(attempt_ < 3 || attempt_ % 30 == 0 ? 2 : 3, "connect attempt %u to %s:%d failed: %s", attempt_ + 1,
            url_.host.c_str(), url_.port, why);
     }
-    teardown(kErrDisconnected);
+    teardown();
     if (stopping_) return;
     if (was_up) call("on_state", cb_.on_state, false);
     if (stopping_) return;
     schedule_backoff();
   }
 
-  // Frees both contexts (their pending callbacks run now, or when hiredis leaves its callback) and
-  // fails held commands. Leaves subs_ ready for the next connection.
-  void teardown(int status) {
+  // Frees both contexts (their pending callbacks run now, or when hiredis leaves its callback).
+  // Leaves subs_ ready for the next connection.
+  void teardown() {
     pub_ready_ = sub_ready_ = false;
     probes_.clear();
-    hold_until_ = 0;
     subs_.reset();
     redisAsyncContext* p = pub_;
     redisAsyncContext* s = sub_;
     pub_ = sub_ = nullptr;
-    std::deque<Pending> held;
-    held.swap(held_);
     if (p) redisAsyncFree(p);  // user callbacks may run here, and may call stop()
     if (s) redisAsyncFree(s);
-    for (auto& h : held) call("reply", h.cb, stopping_ ? kErrStopped : status, Value{});
   }
 
   void schedule_backoff() {
@@ -505,81 +498,27 @@ struct Client::Impl {
     if (inflight_.empty()) return;
     Pending e = std::move(inflight_.front());
     inflight_.pop_front();
-    bool live = ac == pub_;
     if (reply == nullptr) {
-      if (live) lost(ac);
+      if (ac == pub_) lost(ac);
       call("reply", e.cb, stopping_ ? kErrStopped : kErrDisconnected, Value{});
       return;
     }
-    bool retried = false;
-    if (live && e.script != nullptr && reply->type == REDIS_REPLY_ERROR && starts_with(reply, "NOSCRIPT")) {
-      // The script cache was flushed. Everything sent after this EVALSHA is already in flight; new
-      // commands wait in held_ until the last of those is answered, so the EVAL retries (sent as
-      // their NOSCRIPTs come back, in order) keep their place before anything issued later.
-      if (hold_until_ == 0) {
-        hold_until_ = seq_;
-        logf(2, "NOSCRIPT: re-sending scripts with EVAL, holding new commands behind them");
-      }
-      std::string eval = eval_command(e);
-      retried = true;
-      if (!send_now(eval, e.cb, nullptr, 0)) call("reply", e.cb, kErrDisconnected, Value{});
-    }
-    if (live && hold_until_ != 0 && e.seq >= hold_until_) {
-      hold_until_ = 0;
-      logf(3, "NOSCRIPT retries sent; releasing %zu held commands", held_.size());
-      flush_held();
-    }
-    if (!retried) call("reply", e.cb, 0, to_value(reply));
+    call("reply", e.cb, 0, to_value(reply));
   }
 
-  // EVAL <script> <numkeys> ... from the pending EVALSHA <sha> <numkeys> ...
-  static std::string eval_command(const Pending& e) {
-    size_t header = e.cmd.find("\r\n") + 2;  // "*<argc>\r\n"
-    std::string out;
-    out.reserve(e.cmd.size() + e.script->size() + 32);
-    out.append(e.cmd, 0, header);
-    format_bulk("EVAL", &out);
-    format_bulk(*e.script, &out);
-    out.append(e.cmd, e.rest, std::string::npos);
-    return out;
+  // The reply to CLIENT SETNAME (pub or sub): only an error is worth a line.
+  static void on_setname_reply(redisAsyncContext* ac, void* r, void* privdata) {
+    Impl* self = static_cast<Impl*>(privdata);
+    const redisReply* reply = static_cast<const redisReply*>(r);
+    if (reply == nullptr || (ac != self->pub_ && ac != self->sub_)) return;  // a lost context: handled elsewhere
+    if (reply->type == REDIS_REPLY_ERROR)
+      self->logf(1, "CLIENT SETNAME refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
   }
 
-  // Sends on pub_ and records the callback; takes cmd and cb only on success.
-  bool send_now(std::string& cmd, ReplyCallback& cb, const std::string* script, size_t rest) {
-    if (pub_ == nullptr || !send_raw(pub_, on_pub_reply, cmd)) return false;
-    Pending e;
-    e.seq = ++seq_;
-    e.cb = std::move(cb);
-    if (script != nullptr) {
-      e.script = script;
-      e.cmd = std::move(cmd);
-      e.rest = rest;
-    }
-    inflight_.push_back(std::move(e));
-    return true;
-  }
-
-  void flush_held() {
-    std::deque<Pending> held;
-    held.swap(held_);
-    std::vector<ReplyCallback> failed;
-    for (auto& h : held) {
-      if (!send_now(h.cmd, h.cb, h.script, h.rest)) failed.push_back(std::move(h.cb));
-    }
-    for (auto& cb : failed) call("reply", cb, kErrDisconnected, Value{});
-  }
-
-  int submit(std::string cmd, ReplyCallback cb, const std::string* script, size_t rest) {
-    if (hold_until_ != 0) {
-      Pending h;
-      h.cb = std::move(cb);
-      h.script = script;
-      h.cmd = std::move(cmd);
-      h.rest = rest;
-      held_.push_back(std::move(h));
-    } else if (!send_now(cmd, cb, script, rest)) {
-      return kErrDown;
-    }
+  // Sends a formatted command on pub_ and records its callback. Returns 0 or kErrDown.
+  int submit(const std::string& cmd, ReplyCallback cb) {
+    if (pub_ == nullptr || !send_raw(pub_, on_pub_reply, cmd)) return kErrDown;
+    inflight_.push_back(Pending{std::move(cb)});
     ++stats_.commands;
     return kOk;
   }
@@ -709,7 +648,7 @@ void Client::stop(std::function<void()> done) {
   s.done_ = std::move(done);
   s.state_ = State::Stopped;
   s.logf(2, "stopping");
-  s.teardown(kErrStopped);
+  s.teardown();
   if (s.gai_active_) uv_cancel(reinterpret_cast<uv_req_t*>(&s.gai_));
   if (!s.timers_) {
     // Never started: close a throwaway timer so that done() still comes from the loop.
@@ -733,30 +672,7 @@ int Client::command(const std::vector<std::string_view>& argv, ReplyCallback cb)
   if (s.state_ != State::Up) return kErrDown;
   std::string cmd;
   format_command(argv, &cmd);
-  return s.submit(std::move(cmd), std::move(cb), nullptr, 0);
-}
-
-int Client::eval(const std::string& script, const std::vector<std::string_view>& keys,
-                 const std::vector<std::string_view>& args, ReplyCallback cb) {
-  Impl& s = *impl_;
-  if (s.stopping_) return kErrStopped;
-  if (script.empty()) return kErrInvalid;
-  if (s.state_ != State::Up) return kErrDown;
-  auto it = s.scripts_.find(script);
-  if (it == s.scripts_.end()) {
-    std::string sha = sha1_hex(script);
-    if (sha.empty()) return kErrIo;
-    it = s.scripts_.emplace(script, std::move(sha)).first;
-  }
-  std::string cmd;
-  format_array_header(3 + keys.size() + args.size(), &cmd);
-  format_bulk("EVALSHA", &cmd);
-  format_bulk(it->second, &cmd);
-  size_t rest = cmd.size();
-  format_bulk(std::to_string(keys.size()), &cmd);
-  for (auto k : keys) format_bulk(k, &cmd);
-  for (auto a : args) format_bulk(a, &cmd);
-  return s.submit(std::move(cmd), std::move(cb), &it->first, rest);
+  return s.submit(cmd, std::move(cb));
 }
 
 void Client::subscribe(std::string_view channel) {

@@ -22,7 +22,7 @@ enum Errc : int {
   kErrDisconnected = -3,  // the connection dropped before the reply came (callback status)
   kErrStopped = -4,       // stop() was called (as a return value: no callback; as a status: dropped)
   kErrState = -5,         // call not allowed in this state (start() twice, start() after stop())
-  kErrIo = -6,            // a local facility failed (e.g. hashing a script)
+  kErrIo = -6,            // a local facility failed (e.g. a poll handle for a socket)
 };
 // A stable lower-case name for an Errc ("ok", "down", ...); "unknown" for anything else.
 const char* error_name(int err);
@@ -40,7 +40,8 @@ struct Url {
 int parse_url(std::string_view text, Url* out);
 
 struct Options {
-  std::string instance_id;  // e.g. "host:pid": names the probe channel and tags every log line
+  std::string instance_id;  // e.g. "host:pid": names the probe channel and both connections
+                            // (CLIENT SETNAME roomcast:<id>:pub / :sub) and tags every log line
   std::string prefix;       // prepended to the probe channel name (callers prefix their own channels)
   uint64_t probe_interval_ms = 1000;  // one probe PUBLISH per interval while up
   uint64_t probe_deadline_ms = 3000;  // a probe not back by then: declared down, both connections rebuilt
@@ -77,7 +78,8 @@ using ReplyCallback = std::function<void(int status, const Value& reply)>;
 //   stop(), from any state --> STOPPED; done() once every handle is closed
 //
 // RESOLVING (uv_getaddrinfo) only for a host name with no untried address left. "pub ready": its
-// [AUTH] [SELECT] PING are answered; "sub ready": its probe channel SUBSCRIBE is confirmed.
+// [AUTH] CLIENT SETNAME [SELECT] PING are answered; "sub ready": its [AUTH] CLIENT SETNAME and probe
+// channel SUBSCRIBE are. A refused SETNAME is only logged.
 //
 // Single-threaded: every method must be called on the loop's thread. Callbacks may call any method,
 // including stop(); the Client must not be destroyed inside one of its callbacks other than done().
@@ -90,7 +92,7 @@ class Client {
   };
   struct Stats {
     uint64_t reconnects;     // times the client came back up after having been up and lost it
-    uint64_t commands;       // commands accepted (command() and eval() that returned 0)
+    uint64_t commands;       // commands accepted (command() that returned 0)
     uint64_t messages_in;    // messages handed to on_message
     uint64_t subscriptions;  // channels currently wanted (subscribe()d and not unsubscribe()d)
   };
@@ -112,14 +114,10 @@ class Client {
 
   // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once, never from
   // inside this call), kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
-  // Redis runs them, and callbacks come, in issue order; the one exception is an eval() answered
-  // NOSCRIPT: it is re-sent (see eval) and so runs after the commands that were already in flight.
+  // Redis runs them, and callbacks come, in issue order, without exception: scripts go as EVAL
+  // through here (never EVALSHA, whose NOSCRIPT retry could not keep its place in that order).
   // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
   int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
-  // EVALSHA with the script's SHA-1 (computed once), falling back to EVAL on NOSCRIPT, keeping the
-  // order of every command issued after the NOSCRIPT. Returns as command().
-  int eval(const std::string& script, const std::vector<std::string_view>& keys,
-           const std::vector<std::string_view>& args, ReplyCallback cb);
 
   // The set of channels wanted. Idempotent; the set survives reconnects: after every reconnect all
   // wanted channels are re-subscribed in batches and on_subscribed fires again for each.

@@ -1,10 +1,10 @@
-// redis/resp.cpp: RESP request formatting, reply copying and script hashing used by the client.
+// redis/resp.cpp: RESP request formatting and reply copying used by the client.
 // Rule: pure functions over bytes; a hiredis reply is copied out, never kept past its callback.
 #include "redis/resp.h"
 
-#include <openssl/evp.h>
-
 namespace roomcast::redis {
+
+namespace {
 
 void format_array_header(size_t n, std::string* out) {
   out->push_back('*');
@@ -19,6 +19,8 @@ void format_bulk(std::string_view arg, std::string* out) {
   out->append(arg.data(), arg.size());
   out->append("\r\n");
 }
+
+}  // namespace
 
 void format_command(const std::vector<std::string_view>& argv, std::string* out) {
   size_t bytes = 16;
@@ -57,20 +59,6 @@ Value to_value(const redisReply* r) {
       break;
   }
   return v;
-}
-
-std::string sha1_hex(std::string_view text) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha1(), nullptr) != 1) return {};
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * len);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
 }
 
 }  // namespace roomcast::redis

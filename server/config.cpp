@@ -42,7 +42,7 @@ const std::vector<Setting>& table() {
       {"redis-prefix", "ROOMCAST_REDIS_PREFIX", Kind::Text, 0, 0, "prefix of every Redis key and channel (default empty)", [](Config& c) -> void* { return &c.redis_prefix; }},
       {"static", "ROOMCAST_STATIC", Kind::Text, 0, 0, "folder of the web client (default: the bundled client-web)", [](Config& c) -> void* { return &c.static_dir; }},
       {"max-message", "ROOMCAST_MAX_MESSAGE", Kind::Size, 128, 64.0 * 1024 * 1024, "largest WebSocket message in bytes; larger: close 1009 (default 65536)", [](Config& c) -> void* { return &c.max_message; }},
-      {"max-outbound", "ROOMCAST_MAX_OUTBOUND", Kind::Size, 4096, 1024.0 * 1024 * 1024, "unsent bytes per connection before it is closed 1008 (default 1048576)", [](Config& c) -> void* { return &c.max_outbound; }},
+      {"max-outbound", "ROOMCAST_MAX_OUTBOUND", Kind::Size, 4096, 1024.0 * 1024 * 1024, "unsent bytes per connection before it is closed 1008; an HTTP connection reads no further requests instead (default 1048576)", [](Config& c) -> void* { return &c.max_outbound; }},
       {"ping-interval", "ROOMCAST_PING_INTERVAL", Kind::Seconds, 0.05, 3600, "seconds between server pings; silent for two: close 1001 (default 25)", [](Config& c) -> void* { return &c.ping_interval; }},
       {"rate", "ROOMCAST_RATE", Kind::Seconds, 0.1, 1e6, "client messages per second per connection, burst twice that (default 50)", [](Config& c) -> void* { return &c.rate; }},
       {"history", "ROOMCAST_HISTORY", Kind::Int, 0, 100000, "chat events kept per room (default 50)", [](Config& c) -> void* { return &c.history; }},

@@ -14,7 +14,7 @@ struct Config {
   std::string redis_prefix;                // prepended to every Redis key and channel
   std::string static_dir;                  // folder of the web client
   size_t max_message = 64 * 1024;          // bytes of one WebSocket message
-  size_t max_outbound = 1024 * 1024;       // unsent bytes per connection before it is closed
+  size_t max_outbound = 1024 * 1024;       // unsent bytes per connection before it is closed (HTTP: input waits)
   double ping_interval = 25.0;             // seconds between server pings; two silent intervals close
   double rate = 50.0;                      // messages per second per connection (burst: 2x)
   int history = 50;                        // chat events kept per room

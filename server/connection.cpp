@@ -1,5 +1,6 @@
 // One client TCP connection: HTTP requests, the upgrade, WebSocket messages, the close handshake.
-// Rule: bytes queued during one loop turn go out in one uv_write (coalesced at the check phase).
+// Rule: bytes queued during one loop turn go out in one uv_write (coalesced at the check phase), and
+// whether the socket is read is decided in one place (update_reading).
 #include "server/connection.h"
 
 #include <cassert>
@@ -45,6 +46,7 @@ struct ConnectionIo {
   static bool ws_sink(void* user, const WsEvent& ev) { return static_cast<Connection*>(user)->on_ws_event(ev); }
   static void on_close(uv_handle_t* h) {
     Connection* c = static_cast<Connection*>(h->data);
+    if (c->upgraded_) c->server_->upgrade_freed();
     c->server_->remove(c);
     delete c;
   }
@@ -63,6 +65,7 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener) {
   c->tcp_.data = c;
   int r = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp_));
   if (r == 0) r = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
+  c->reading_ = r == 0;
   c->id_ = server->add(c);
   if (r != 0) {
     LOG_WARN("accept failed: %s", uv_strerror(r));
@@ -89,29 +92,40 @@ void Connection::on_data(const char* data, size_t len) {
 }
 
 void Connection::on_http(const char* data, size_t len) {
+  if (close_after_flush_) return;  // after the last answer input is dropped (see update_reading)
+  if (!http_backlog_.empty() || http_input_waits()) {
+    // Input that waits keeps its order behind what already waits; reading stops until it is parsed.
+    http_backlog_.append(data, len);
+  } else {
+    parse_http(data, len);
+  }
+  update_reading();
+}
+
+void Connection::parse_http(const char* data, size_t len) {
+  in_parse_ = true;
   while (len > 0 && state_ == State::Http && !close_after_flush_) {
-    if (awaiting_response_) {
-      // A response is being prepared (asynchronously): keep the rest for after it, read no more.
-      http_backlog_.append(data, len);
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-      return;
+    if (http_input_waits()) {
+      // data may be the backlog itself: resume_http() hands it over by swapping, so this is a copy.
+      http_backlog_.assign(data, len);
+      break;
     }
     size_t used = 0;
     HttpResult r = http_->feed(data, len, &used);
     data += used;
     len -= used;
-    if (r == HttpResult::NeedMore) return;
+    if (r == HttpResult::NeedMore) break;
     if (r == HttpResult::Error) {
       LOG_DEBUG("conn %llu: bad request: %s", (unsigned long long)id_, http_->error_reason());
       send(make_error_response(http_->error_status(), http_->error_reason()));
       close_after_flush_ = true;
-      return;
+      break;
     }
     server_->metrics().http_requests++;
     const protocol::HttpRequest& req = http_->request();
     if (r == HttpResult::Upgrade || protocol::wants_websocket(req)) {
       upgrade(req, data, len);
-      return;
+      break;
     }
     awaiting_response_ = true;
     Server* server = server_;
@@ -123,6 +137,54 @@ void Connection::on_http(const char* data, size_t len) {
       else resp->unref();
     });
   }
+  in_parse_ = false;
+}
+
+bool Connection::http_input_waits() {
+  if (awaiting_response_) return true;
+  size_t limit = server_->config().max_outbound;
+  if (outbound_bytes() > limit) write_out();  // let the kernel take what it can: bytes it accepted are not unsent
+  if (outbound_bytes() <= limit) {
+    output_held_ = false;
+    return false;
+  }
+  if (!output_held_) {
+    output_held_ = true;
+    server_->metrics().bound_hit(Bound::HttpOutbound, "a client pipelines HTTP requests faster than it reads the answers; its input waits");
+  }
+  return true;
+}
+
+void Connection::resume_http() {
+  if (state_ == State::Http && !http_backlog_.empty() && !http_input_waits()) {
+    std::string backlog;
+    backlog.swap(http_backlog_);
+    parse_http(backlog.data(), backlog.size());
+  }
+  update_reading();
+}
+
+void Connection::update_reading() {
+  bool want = false;
+  switch (state_) {
+    // After its last answer an HTTP connection reads on and drops the input: closing a socket with
+    // unread input sends a reset, which can destroy the answer before the client reads it.
+    case State::Http: want = close_after_flush_ || (http_backlog_.empty() && !http_input_waits()); break;
+    case State::WebSocket:
+    case State::Closing: want = true; break;  // a reader too slow is closed instead; closing still reads the peer's close
+    case State::Closed: want = false; break;
+  }
+  if (want == reading_) return;
+  uv_stream_t* s = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (!want) {
+    uv_read_stop(s);
+    reading_ = false;
+  } else if (uv_read_start(s, ConnectionIo::on_alloc, ConnectionIo::on_read) == 0) {
+    reading_ = true;
+  } else {
+    write_failed_ = true;  // the socket is unusable: closed at the next flush
+    server_->mark_dirty(this);
+  }
 }
 
 void Connection::on_response(SharedBuf* resp, bool keep_alive) {
@@ -130,22 +192,16 @@ void Connection::on_response(SharedBuf* resp, bool keep_alive) {
   send(resp);
   if (!keep_alive) {
     close_after_flush_ = true;
-    return;
+    http_backlog_.clear();
+  } else {
+    http_->next();
+    server_->http_deadlines.push(&deadline, server_->now_ms());
   }
-  http_->next();
-  server_->http_deadlines.push(&deadline, server_->now_ms());
-  if (!http_backlog_.empty()) {
-    // Asynchronous answer: go on with what arrived meanwhile, then read again.
-    std::string backlog;
-    backlog.swap(http_backlog_);
-    on_http(backlog.data(), backlog.size());
-    if (state_ == State::Http && !awaiting_response_ && !close_after_flush_)
-      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
-  }
+  // An answer given at once (inside parse_http) lets its loop go on; a later one resumes here.
+  if (!in_parse_) resume_http();
 }
 
 void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len) {
-  std::string path_query;
   protocol::HandshakeVerdict v = check_upgrade(*server_, req);
   if (v.status != 101) {
     LOG_DEBUG("conn %llu: upgrade refused %d: %s", (unsigned long long)id_, v.status, v.reason);
@@ -153,10 +209,19 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
     close_after_flush_ = true;
     return;
   }
+  if (server_->upgraded_count() >= static_cast<size_t>(server_->config().max_connections)) {
+    server_->metrics().bound_hit(Bound::MaxConnections, "WebSocket upgrades refused with 503 (--max-connections)");
+    send(make_error_response(503, "too many WebSocket connections on this instance; try again later"));
+    close_after_flush_ = true;
+    return;
+  }
   send(make_upgrade_response(v.accept));
   std::string target = req.target;
   http_.reset();  // nothing of the HTTP state survives the upgrade but the target
+  http_backlog_.clear();
   state_ = State::WebSocket;
+  upgraded_ = true;
+  server_->upgrade_opened();
   server_->active_deadlines.push(&deadline, server_->now_ms());
   server_->hub().on_open(*this, target);
   if (rest_len > 0 && state_ == State::WebSocket) on_ws(rest, rest_len);
@@ -168,6 +233,7 @@ void Connection::on_ws(const char* data, size_t len) {
   int code = ws_.feed(server_->frames(), server_->ws_limits(), reinterpret_cast<const uint8_t*>(data), len, ConnectionIo::ws_sink, this);
   if (code != 0) {
     decoder_dead_ = true;
+    if (code == protocol::kCloseTooBig) server_->metrics().bound_hit(Bound::MaxMessage, "a WebSocket message over --max-message closed 1009");
     const char* why = code == protocol::kCloseTooBig ? "message too big"
                       : code == protocol::kCloseInvalidPayload ? "invalid UTF-8"
                       : code == protocol::kCloseUnsupportedData ? "binary frames are not accepted"
@@ -186,6 +252,7 @@ bool Connection::on_ws_event(const WsEvent& ev) {
       server_->hub().on_message(*this, ev.payload);
       return state_ == State::WebSocket || state_ == State::Closing;
     case WsEventType::Ping: {
+      if (state_ != State::WebSocket) return true;  // closing: answers nothing, however many pings come
       std::string frame;
       server_->frames().encode(protocol::kWsPong, ev.payload, &frame);
       send(SharedBuf::make(std::move(frame)));
@@ -207,20 +274,18 @@ bool Connection::on_ws_event(const WsEvent& ev) {
 }
 
 void Connection::send(SharedBuf* buf) {
-  if (state_ == State::Closed) {
-    buf->unref();
-    return;
-  }
-  if (overflowed_) {
+  // Closing answers nothing (its close frame is queued by close_ws itself); over the limit, nothing more.
+  if (state_ == State::Closed || state_ == State::Closing || overflowed_) {
     buf->unref();
     return;
   }
   pending_.push_back(buf);
   pending_bytes_ += buf->size();
-  if (state_ == State::WebSocket && pending_bytes_ + write_queue_size() > server_->config().max_outbound) {
+  // HTTP answers count too, but are never dropped: parse_http stops taking requests instead.
+  if (state_ == State::WebSocket && outbound_bytes() > server_->config().max_outbound) {
     // Before judging, let the kernel take what it can: bytes it accepted are not unsent.
     write_out();
-    if (state_ == State::WebSocket && pending_bytes_ + write_queue_size() > server_->config().max_outbound) {
+    if (state_ == State::WebSocket && outbound_bytes() > server_->config().max_outbound) {
       // A slow reader: drop what it has not taken and close it at the next flush, not here, since
       // send() runs inside fan-out loops that must not see members vanish.
       overflowed_ = true;
@@ -277,7 +342,8 @@ void Connection::close_now() {
   state_ = State::Closed;
   DeadlineList::remove(&deadline);
   drop_pending();
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  http_backlog_.clear();
+  update_reading();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), ConnectionIo::on_close);
 }
 
@@ -288,6 +354,7 @@ void Connection::flush() {
   }
   if (overflowed_ && state_ == State::WebSocket) {
     server_->metrics().slow_consumer_drops++;
+    server_->metrics().bound_hit(Bound::MaxOutbound, "a WebSocket reader too slow for --max-outbound closed 1008");
     LOG_INFO("conn %llu: slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, server_->config().max_outbound);
     close_ws(protocol::kClosePolicy, "slow consumer");
   }
@@ -334,7 +401,11 @@ void Connection::on_write_done(WriteOp* op, int status) {
     close_now();
     return;
   }
-  if (close_after_flush_ && writes_in_flight_ == 0 && pending_.empty()) close_now();
+  if (close_after_flush_ && writes_in_flight_ == 0 && pending_.empty()) {
+    close_now();
+    return;
+  }
+  if (state_ == State::Http && output_held_) resume_http();  // answers drained: take the next requests
 }
 
 void Connection::on_deadline(DeadlineList* list, uint64_t now_ms) {
@@ -361,6 +432,7 @@ bool Connection::take_token(uint64_t now_ms, bool* flooding) {
     tokens_ -= 1.0;
     return true;
   }
+  server_->metrics().bound_hit(Bound::RateLimit, "client messages refused by the rate limit (--rate)");
   if (now_ms - refused_since_ms_ > 10000) {
     refused_since_ms_ = now_ms;
     refused_ = 0;

@@ -6,6 +6,13 @@
 //               │  ▲ keep-alive     │ ping every interval; no traffic     │ peer's close, EOF,
 //               │  └───────┘        │ for two intervals: close 1001       │ flush after a violation,
 //               └──(error, EOF, Connection: close, head timeout)──────────┴─ or the closing deadline
+//
+// Reading (update_reading decides, nothing else starts or stops it): WebSocket and Closing always read
+// (a reader too slow is closed, not waited for; closing waits for the peer's close frame). HTTP reads
+// unless input waits: an answer is being prepared (asynchronously), or the answers queued are over
+// --max-outbound (pipelining without reading), or bytes already read wait to be parsed. Whatever ends
+// the wait (the answer, a write done) calls resume_http, which parses what waits and decides again.
+// Closing answers nothing (no pong, no error): only its close frame goes out.
 #pragma once
 #include <uv.h>
 
@@ -37,7 +44,7 @@ class Connection : public Member {
   bool is_websocket() const { return state_ == State::WebSocket; }
 
   // Queues a complete frame (or HTTP response) shared with other recipients; takes its own reference.
-  // Over --max-outbound the connection is closed 1008 instead.
+  // Over --max-outbound a WebSocket is closed 1008 instead; a closing connection queues nothing.
   void send(SharedBuf* buf);
   // Frames one text message for this connection only.
   void send_text(std::string_view json);
@@ -75,6 +82,14 @@ class Connection : public Member {
 
   void on_data(const char* data, size_t len);
   void on_http(const char* data, size_t len);
+  // Parses requests from data until it runs out or input must wait; what is left goes to http_backlog_.
+  void parse_http(const char* data, size_t len);
+  // True while HTTP input must wait: an answer pending, or queued answers over --max-outbound.
+  bool http_input_waits();
+  // Parses what waited, if it need not wait any more, then decides about reading.
+  void resume_http();
+  // The one place that starts or stops reading the socket (see the comment at the top).
+  void update_reading();
   void upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len);
   void on_response(SharedBuf* resp, bool keep_alive);
   void on_ws(const char* data, size_t len);
@@ -89,7 +104,7 @@ class Connection : public Member {
   Server* server_;                                // owns every connection
   uint64_t id_;                                   // unique in the process, never reused
   std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
-  std::string http_backlog_;                      // bytes read while an HTTP answer was pending
+  std::string http_backlog_;                      // bytes read, not parsed while HTTP input waits (at most one read)
   protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle
   std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
   size_t pending_bytes_ = 0;                      // total size of pending_
@@ -103,6 +118,10 @@ class Connection : public Member {
   bool identified_ = false;                       // the user was named by the client (first identity sticks)
   bool close_after_flush_ = false;                // close the socket once everything queued is written
   bool awaiting_response_ = false;                // an HTTP answer is being prepared; input waits
+  bool output_held_ = false;                      // HTTP answers queued over --max-outbound; input waits
+  bool in_parse_ = false;                         // inside parse_http (an answer given at once must not re-enter)
+  bool reading_ = false;                          // uv_read_start is in effect
+  bool upgraded_ = false;                         // counted in Server::upgraded_count() until freed
   bool close_received_ = false;                   // the peer's close frame arrived
   bool decoder_dead_ = false;                     // input is ignored (violation, or close seen)
   bool overflowed_ = false;                       // over --max-outbound: closed 1008 at the next flush

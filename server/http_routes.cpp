@@ -2,12 +2,11 @@
 // Rule: requests from a foreign browser Origin cannot create rooms or open WebSockets.
 #include "server/http_routes.h"
 
-#include <cstdio>
 #include <string>
 
 #include "protocol/http_path.h"
 #include "protocol/ids.h"
-#include "protocol/message.h"
+#include "protocol/json_body.h"
 #include "server/broker.h"
 #include "server/hub.h"
 #include "server/server.h"
@@ -40,13 +39,16 @@ const char* kPageHeaders =
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'\r\n";
 
+// The head is built as a string of any length: a long header (the page's CSP) is never cut short.
 SharedBuf* response(int status, const char* type, std::string_view body, bool keep_alive, bool head = false,
                     const char* extra = "") {
-  char line[512];
-  snprintf(line, sizeof(line),
-           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\nCache-Control: no-cache\r\n%s%s\r\n",
-           status, status_text(status), type, body.size(), keep_alive ? "keep-alive" : "close", kSecurityHeaders, extra);
-  std::string out(line);
+  std::string out;
+  out.reserve(256 + std::char_traits<char>::length(extra) + (head ? 0 : body.size()));
+  out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(status_text(status)).append("\r\n");
+  out.append("Content-Type: ").append(type).append("\r\n");
+  out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  out.append("Connection: ").append(keep_alive ? "keep-alive" : "close").append("\r\n");
+  out.append("Cache-Control: no-cache\r\n").append(kSecurityHeaders).append(extra).append("\r\n");
   if (!head) out.append(body);
   return SharedBuf::make(std::move(out));
 }
@@ -55,19 +57,19 @@ SharedBuf* json(int status, const std::string& body, bool keep_alive, bool head)
   return response(status, "application/json", body, keep_alive, head);
 }
 
+// The body of an error answer: {"error":code} or with a human-readable message.
+SharedBuf* json_error(int status, const char* code, bool keep_alive, bool head, const char* message = "") {
+  return json(status, protocol::error_body(code, message), keep_alive, head);
+}
+
 void room_info(Server& server, std::string_view id, bool keep_alive, bool head, std::function<void(SharedBuf*)> reply) {
   if (!protocol::valid_room_id(id)) {
-    reply(json(400, "{\"error\":\"bad_room\"}", keep_alive, head));
+    reply(json_error(400, "bad_room", keep_alive, head));
     return;
   }
   std::string room(id);
   server.hub().room_members(room, [room, keep_alive, head, reply = std::move(reply)](MemberList list) {
-    const std::vector<protocol::User>& members = list.users;
-    std::string body = "{\"roomId\":" + protocol::json_quote(room) + ",\"members\":[";
-    for (size_t i = 0; i < members.size(); i++) body += (i ? "," : "") + protocol::encode_user(members[i]);
-    body += "],\"count\":" + std::to_string(list.count) + (list.truncated ? ",\"membersTruncated\":true" : "") +
-            ",\"ws\":" + protocol::json_quote("/ws?room=" + room) + "}";
-    reply(json(200, body, keep_alive, head));
+    reply(json(200, protocol::room_body(room, list.users, list.count, list.truncated), keep_alive, head));
   });
 }
 
@@ -75,28 +77,29 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
   const bool keep = req.keep_alive;
   const bool head = req.method == "HEAD";
   if (req.method == "POST") {
-    if (path != "/create-room") return json(404, "{\"error\":\"not_found\"}", keep, false);
-    if (!protocol::origin_allowed(req, server.config().allow_origin)) return json(403, "{\"error\":\"forbidden\",\"message\":\"origin not allowed\"}", keep, false);
+    if (path != "/create-room") return json_error(404, "not_found", keep, false);
+    if (!protocol::origin_allowed(req, server.config().allow_origin)) return json_error(403, "forbidden", keep, false, "origin not allowed");
     std::string id = protocol::new_room_id();
-    if (id.empty()) return json(503, "{\"error\":\"unavailable\"}", keep, false);
-    return json(201, "{\"roomId\":" + protocol::json_quote(id) + "}", keep, false);
+    if (id.empty()) return json_error(503, "unavailable", keep, false);
+    return json(201, protocol::created_body(id), keep, false);
   }
-  if (req.method != "GET" && !head) return json(404, "{\"error\":\"not_found\"}", keep, false);
+  if (req.method != "GET" && !head) return json_error(404, "not_found", keep, false);
 
   if (path == "/healthz") {
-    const Broker& b = server.broker();
-    bool up = b.up();
-    std::string redis = std::string_view(b.mode()) == "standalone" ? "standalone" : up ? "up" : "down";
-    std::string body = std::string("{\"status\":\"") + (up ? "ok" : "degraded") + "\",\"redis\":\"" + redis +
-                       "\",\"connections\":" + std::to_string(server.connection_count()) + ",\"websockets\":" +
-                       std::to_string(server.websocket_count()) + ",\"instance\":" + protocol::json_quote(server.config().instance_id) + "}";
-    return json(up ? 200 : 503, body, keep, head);
+    Broker& b = server.broker();
+    protocol::Health h;
+    h.up = b.up();
+    h.redis = b.standalone() ? "standalone" : h.up ? "up" : "down";
+    h.connections = server.connection_count();
+    h.websockets = server.websocket_count();
+    h.instance = server.config().instance_id;
+    return json(h.up ? 200 : 503, protocol::health_body(h), keep, head);
   }
   if (path == "/metrics") {
     return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
   }
   if (path == "/ws") {
-    return response(426, "application/json", "{\"error\":\"upgrade_required\",\"message\":\"this path speaks WebSocket only\"}",
+    return response(426, "application/json", protocol::error_body("upgrade_required", "this path speaks WebSocket only"),
                     keep, head, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
   }
   if (auto name = protocol::static_file_path(path)) {
@@ -105,15 +108,19 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
       return response(200, f->type, f->body, keep, head, page ? kPageHeaders : "");
     }
   }
-  return json(404, "{\"error\":\"not_found\"}", keep, head);
+  return json_error(404, "not_found", keep, head);
 }
 
 }  // namespace
 
 SharedBuf* make_error_response(int status, std::string_view reason) {
-  std::string body = "{\"error\":" + protocol::json_quote(status == 431 ? "too_large" : status == 403 ? "forbidden" : status == 404 ? "not_found" : status == 426 ? "upgrade_required" : "bad_request") +
-                     ",\"message\":" + protocol::json_quote(reason) + "}";
-  return response(status, "application/json", body, false, false,
+  const char* code = status == 431   ? "too_large"
+                     : status == 403 ? "forbidden"
+                     : status == 404 ? "not_found"
+                     : status == 426 ? "upgrade_required"
+                     : status == 503 ? "unavailable"
+                                     : "bad_request";
+  return response(status, "application/json", protocol::error_body(code, reason), false, false,
                   status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");
 }
 

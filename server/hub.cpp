@@ -87,6 +87,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
     return;
   }
   if (!ok) {
+    if (err.too_deep) server_->metrics().bound_hit(Bound::JsonDepth, "a client sent JSON nested deeper than 64 levels: bad_json");
     error(c, err.code, err.message, err.ref);
     return;
   }

@@ -50,6 +50,10 @@ class Server {
   Connection* find(uint64_t id) const;
   size_t connection_count() const { return connections_.size(); }
   size_t websocket_count() const;
+  // Connections upgraded to WebSocket and not yet freed (closing ones too): what --max-connections bounds.
+  size_t upgraded_count() const { return upgraded_; }
+  void upgrade_opened() { upgraded_++; }
+  void upgrade_freed() { upgraded_--; }
   uint64_t outbound_bytes() const;
   Gauges gauges() const;
 
@@ -87,6 +91,7 @@ class Server {
   std::unordered_map<uint64_t, Connection*> connections_;
   Connection* dirty_head_ = nullptr;              // connections with bytes to flush
   uint64_t next_id_ = 1;
+  size_t upgraded_ = 0;                           // see upgraded_count()
   int open_handles_ = 0;                          // own handles not yet closed
   bool listener_open_ = false;                    // listener_ initialised and not closed
   bool shutting_down_ = false;

@@ -4,9 +4,11 @@
 
 Pieces:
   * RoomcastServer / start_servers(): run `roomcast` on a free port (or N of them), wait for
-    /healthz, stop with SIGTERM and assert exit 0 and a log free of sanitizer reports.
+    /healthz, stop with SIGTERM and assert exit 0 and a log free of sanitizer reports; rss_kib() and
+    peak_rss_kib() (VmHWM) for memory bounds.
   * RedisServer: a throw-away `redis-server` on a free port in a temp dir (for the cluster suite).
-  * http_request() / HttpConn: exact bytes in, parsed HTTP response out.
+  * http_request() / HttpConn: exact bytes in, parsed HTTP response out; bound_hits(): the
+    roomcast_bound_hits_total counters of /metrics.
   * WsClient: a websockets (10.x, asyncio) client speaking the JSON protocol.
   * RawWs: a raw-socket WebSocket client for hand-made frames and close codes.
   * RoomcastTestCase: an IsolatedAsyncioTestCase with one server per test class.
@@ -258,9 +260,16 @@ class RoomcastServer:
         return "ws://%s:%d%s" % (self.host, self.port, path)
 
     def rss_kib(self):
+        return self._status_kib("VmRSS:")
+
+    def peak_rss_kib(self):
+        """The high-water mark of the resident set (VmHWM): catches memory that was freed before we looked."""
+        return self._status_kib("VmHWM:")
+
+    def _status_kib(self, field):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
         return 0
 
@@ -534,6 +543,19 @@ async def http_get_json(port, path, expect_status=200):
 
 async def healthz(port):
     return await http_get_json(port, "/healthz")
+
+
+async def bound_hits(port):
+    """{bound name: count} from roomcast_bound_hits_total in /metrics."""
+    resp = await http_request(port, req("GET", "/metrics", port, [("Connection", "close")]))
+    assert resp.status == 200, "GET /metrics: %r" % (resp,)
+    hits = {}
+    for line in resp.body.decode().splitlines():
+        m = re.match(r'^roomcast_bound_hits_total\{bound="([a-z_]+)"\} (\d+)$', line)
+        if m:
+            hits[m.group(1)] = int(m.group(2))
+    assert hits, "no roomcast_bound_hits_total in /metrics"
+    return hits
 
 
 def http_request_sync(port, data, timeout=TIMEOUT, host="127.0.0.1"):

@@ -294,6 +294,57 @@ void test_lone_surrogates(void**) {
   check_parse_rows(rows);
 }
 
+// JSON nested deeper than kMaxJsonDepth (64) is bad_json, told apart by too_deep (the server counts it
+// as a bound). rapidjson's recursive parser overflowed the stack on 131072 '[' (reachable once
+// --max-message is over 128 KiB): the rows of a million levels would crash a recursive parse.
+void test_json_depth(void**) {
+  // A ping whose extra field nests `depth` containers in all, the message object included.
+  auto nested = [](size_t depth, const std::string& inner = "\"x\"") {
+    return R"({"type":"ping","x":)" + rep("[", depth - 1) + inner + rep("]", depth - 1) + "}";
+  };
+  struct Row {
+    const char* name;
+    std::string json;
+    bool ok;          // parses to a ping
+    bool too_deep;    // error rows: refused for its depth
+  };
+  const std::vector<Row> rows = {
+      {"depth 2", nested(2), true, false},
+      {"depth 64, arrays", nested(64), true, false},
+      {"depth 64, objects", R"({"type":"ping","x":)" + rep(R"({"a":)", 63) + "1" + rep("}", 63) + "}", true, false},
+      {"depth 64 of brackets inside a string", R"({"type":"ping","x":")" + rep("[", 1000) + "\"}", true, false},
+      {"64 containers one after the other", R"({"type":"ping","x":[)" + rep("[[]],", 63) + "[[]]]}", true, false},
+      {"depth 65, arrays", nested(65), false, true},
+      {"depth 65, objects", R"({"type":"ping","x":)" + rep(R"({"a":)", 64) + "1" + rep("}", 64) + "}", false, true},
+      {"depth 65, unterminated", rep("[", 65), false, true},
+      {"131072 [", rep("[", 131072), false, true},
+      {"a million [", rep("[", 1 << 20), false, true},
+      {"a million [ then ]", rep("[", 1 << 20) + rep("]", 1 << 20), false, true},
+      {"half a million {\"a\":", rep(R"({"a":)", 1 << 19), false, true},
+      {"a million levels inside a message", nested(1 << 20), false, true},
+      {"depth 64, not an object", rep("[", 64) + rep("]", 64), false, false},
+      {"depth 10, unterminated", rep("[", 10), false, false},
+      {"syntax error at depth 3", R"({"type":"ping","x":[[}]]})", false, false},
+  };
+  for (const Row& r : rows) {
+    ClientMessage m;
+    MessageError err;
+    bool ok = parse_client_message(r.json, &m, &err);
+    EXPECT(ok == r.ok, "[%s] parse returned %d: %s", r.name, ok, err.message.c_str());
+    if (ok) {
+      EXPECT(m.type == MsgType::Ping, "[%s] type %s", r.name, type_name(m.type));
+      continue;
+    }
+    EXPECT(err.code == ErrorCode::BadJson, "[%s] code %s", r.name, error_code_name(err.code));
+    EXPECT(err.too_deep == r.too_deep, "[%s] too_deep %d", r.name, err.too_deep);
+    if (r.too_deep) EXPECT(err.message.find("64") != std::string::npos, "[%s] message %s", r.name, err.message.c_str());
+  }
+  EXPECT(kMaxJsonDepth == 64, "kMaxJsonDepth %d", kMaxJsonDepth);
+  // Users (from the broker) are read with the same limit.
+  User u;
+  EXPECT(!parse_user(rep("[", 1 << 20), &u), "deep user parsed");
+}
+
 void test_message_size_limit(void**) {
   auto chat = [](const std::string& m) { return R"({"type":"chat","roomId":"r1","message":")" + m + "\"}"; };
   const std::string at = rep("x", 16384), over = rep("x", 16385);
@@ -613,6 +664,7 @@ int main() {
       TEST(test_parse_errors),
       TEST(test_room_of_wrong_type),
       TEST(test_lone_surrogates),
+      TEST(test_json_depth),
       TEST(test_message_size_limit),
       TEST(test_ref),
       TEST(test_ref_of_64_bytes_with_escapes),

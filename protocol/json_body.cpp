@@ -1,0 +1,89 @@
+// JSON bodies of the HTTP answers (PROTOCOL.md section 1): errors, created rooms, room info, health.
+// Rule: a user is written by encode_user (message.cpp) only, so the room API and the WebSocket events agree.
+#include "protocol/json_body.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "protocol/message.h"
+
+namespace roomcast::protocol {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void put(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+
+std::string done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
+
+}  // namespace
+
+std::string error_body(std::string_view code, std::string_view message) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("error");
+  put(w, code);
+  if (!message.empty()) {
+    w.Key("message");
+    put(w, message);
+  }
+  w.EndObject();
+  return done(buf);
+}
+
+std::string created_body(std::string_view room_id) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("roomId");
+  put(w, room_id);
+  w.EndObject();
+  return done(buf);
+}
+
+std::string room_body(std::string_view room_id, const std::vector<User>& members, size_t count, bool members_truncated) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("roomId");
+  put(w, room_id);
+  w.Key("members");
+  w.StartArray();
+  for (const User& u : members) {
+    std::string user = encode_user(u);
+    w.RawValue(user.data(), user.size(), rapidjson::kObjectType);
+  }
+  w.EndArray();
+  w.Key("count");
+  w.Uint64(count);
+  if (members_truncated) {
+    w.Key("membersTruncated");
+    w.Bool(true);
+  }
+  w.Key("ws");
+  put(w, "/ws?room=" + std::string(room_id));  // the room-id alphabet needs no escaping in a query
+  w.EndObject();
+  return done(buf);
+}
+
+std::string health_body(const Health& h) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("status");
+  put(w, h.up ? "ok" : "degraded");
+  w.Key("redis");
+  put(w, h.redis);
+  w.Key("connections");
+  w.Uint64(h.connections);
+  w.Key("websockets");
+  w.Uint64(h.websockets);
+  w.Key("instance");
+  put(w, h.instance);
+  w.EndObject();
+  return done(buf);
+}
+
+}  // namespace roomcast::protocol
