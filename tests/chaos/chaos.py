@@ -37,7 +37,7 @@ from roomcast_harness import (SANITIZER_MARKERS, RedisServer, http_request_sync,
                               server_binary, static_dir)
 from cluster_harness import quiet_port  # noqa: E402
 from clients import Client, now  # noqa: E402
-from oracle import Oracle, RunLog, parse_stream_entry  # noqa: E402
+from oracle import Oracle, RunLog, dump, parse_stream_entry  # noqa: E402
 
 BROKER_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z\s+\w+\s+\[([^\]]+)\] broker \S+: (down|up)\b")
 SETTLE = 6.0          # healthy seconds (no fault) before the clients stop
@@ -268,6 +268,7 @@ class Chaos:
         self.notes = []                  # printed, not failures
         self.start_keys = set()
         self.last_target = None          # the instance kill_one_sub chose
+        self.max_lag = 0.0               # worst lateness of the test's own event loop
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def instance_args(self):
@@ -326,17 +327,27 @@ class Chaos:
         insts = self.world.instances
         actors = [asyncio.get_running_loop().create_task(
             c.run(insts[i % len(insts)])) for i, c in enumerate(self.world.clients)]
-        watchdog = asyncio.get_running_loop().create_task(self.watchdog())
+        helpers = [asyncio.get_running_loop().create_task(self.watchdog()),
+                   asyncio.get_running_loop().create_task(self.loop_lag())]
         try:
             await self.inject()
             for a in actors:
                 await a
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            for h in helpers:
+                h.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await h
+        self.notes.append("test's event loop lag: max %.0f ms (receipt times are late by up to that much, which"
+                          " only ever makes the oracle owe less)" % (self.max_lag * 1000))
         await self.finish_clients()
         await self.end_checks()
+
+    async def loop_lag(self):
+        while True:
+            t = now()
+            await asyncio.sleep(0.05)
+            self.max_lag = max(self.max_lag, now() - t - 0.05)
 
     async def watchdog(self):
         """Processes that die unasked are reported (and restarted so the run goes on); baseline RSS per incarnation."""
@@ -365,6 +376,7 @@ class Chaos:
         order = list(FAULTS)
         rng.shuffle(order)
         say("fault order: %s" % ", ".join(order))
+        skipped = {}
         await asyncio.sleep(WARMUP)
         while True:
             gap = rng.uniform(1.5, 4.0)
@@ -379,6 +391,13 @@ class Chaos:
             cut = [i.label for i in self.world.instances if i.up] if kind in CUTS_ALL else []
             detail = await getattr(self, "fault_" + kind)()
             end = now()
+            if detail is None:        # could not be injected now: later (a bounded number of times)
+                skipped[kind] = skipped.get(kind, 0) + 1
+                if skipped[kind] < 5:
+                    order.append(kind)
+                else:
+                    self.problems.append(("harness", "fault %s could not be injected (5 tries)" % kind))
+                continue
             if kind == "kill_one_sub":
                 cut = [self.last_target] if self.last_target else []
             for label in cut:
@@ -454,8 +473,9 @@ class Chaos:
                 break
             await asyncio.sleep(0.2)
         else:
-            self.problems.append(("harness", "no subscription connection of %s found in CLIENT LIST" % inst.label))
-            return "%s: subscription connection not found" % inst.label
+            self.notes.append("t=%.1f: no subscription connection of %s in CLIENT LIST; kill_one_sub later"
+                              % (now() - self.log.t0, inst.label))
+            return None
         for cid in ids:
             await asyncio.to_thread(self.redis.command, "CLIENT", "KILL", "ID", cid)
         self.nudge_joins(4, inst)
@@ -673,13 +693,15 @@ def main(argv=None):
         say("  note: %s" % n)
     oracle.report(sys.stdout)
     if violations:
-        say("\nFAILED: seed %d; logs kept in %s\nreplay: %s" % (o.seed, chaos.scratch, replay_command(o)))
+        dump(chaos.log, os.path.join(chaos.scratch, "runlog.json"))
+        say("\nFAILED: seed %d; logs and runlog.json kept in %s\nreplay: %s" % (o.seed, chaos.scratch, replay_command(o)))
         return 1
     say("\nOK: seed %d" % o.seed)
     if not o.keep:
         shutil.rmtree(chaos.scratch, ignore_errors=True)
     else:
-        say("logs in %s" % chaos.scratch)
+        dump(chaos.log, os.path.join(chaos.scratch, "runlog.json"))
+        say("logs and runlog.json in %s" % chaos.scratch)
     return 0
 
 

@@ -47,6 +47,7 @@ class Conn:
         self.closed = False             # the reader saw the close
         self.close_code = None
         self.reader = None              # the task reading it
+        self.opened_t = now()
 
 
 class Client:
@@ -360,6 +361,7 @@ class Client:
                 self.anomaly("unexpected_error", room or "", "conn %d: %r at %s" % (conn.no, m, self.rel(t)))
         elif typ == "presence":
             self.presence += 1
+            self.log.presence.append((self.cid, conn.no, room, m.get("event"), (m.get("user") or {}).get("id"), t))
         elif typ in ("hello", "pong"):
             pass
         else:
@@ -376,6 +378,8 @@ class Client:
     def on_closed(self, conn, t):
         conn.closed = True
         conn.close_code = conn.ws.close_code
+        self.log.connections.append((self.cid, conn.no, conn.instance, conn.opened_t, conn.closing_t, t,
+                                     conn.close_code, conn.end_reason))
         if conn.closing_t is not None:
             end, reason = conn.closing_t, conn.end_reason
         else:

@@ -147,6 +147,11 @@ class OracleTest(unittest.TestCase):
         r.session("a/2/r#2", 5.0, end_t=10.0, since="1-0", history=["3-0"], truncated=True)
         r.session("b/2/r#2", 5.0, end_t=10.0, since="1-0", history=["2-0", "3-0"])
         self.assertEqual(r.kinds(), [])
+        r = Run()                       # the id the client gave as since, again
+        r.chat(1, 1.0, ack_t=1.1)
+        r.chat(2, 2.0, ack_t=2.1)
+        r.session("a/2/r#2", 5.0, end_t=10.0, since="1-0", history=["1-0", "2-0"])
+        self.assertEqual(r.kinds(), ["since_replayed"])
         r = Run()                       # nothing received at all, though 2-0 existed before joined
         r.chat(2, 2.0, ack_t=2.1)
         r.session("a/2/r#2", 5.0, end_t=10.0, since="1-0")
