@@ -373,18 +373,19 @@ class Chaos:
     async def inject(self):
         """Every kind once in a seeded order, then more at random while they fit; SETTLE healthy seconds at the end."""
         rng = self.rng
-        order = list(FAULTS)
+        kinds = self.opts.faults
+        order = list(kinds)
         rng.shuffle(order)
         say("fault order: %s" % ", ".join(order))
         skipped = {}
         await asyncio.sleep(WARMUP)
-        while True:
+        while kinds:
             gap = rng.uniform(1.5, 4.0)
             await asyncio.sleep(gap)
             if order:
                 kind = order.pop(0)
             else:
-                kind = rng.choice(FAULTS)
+                kind = rng.choice(kinds)
                 if now() + FAULT_MAX_LEN[kind] > self.world.stop_t - SETTLE:
                     break
             start = now()
@@ -649,8 +650,9 @@ class Chaos:
 
 
 def replay_command(o):
+    extra = "" if list(o.faults) == list(FAULTS) else " --faults %s" % (",".join(o.faults) or "none")
     return ("ROOMCAST_BIN=%s /usr/bin/python3 tests/chaos/chaos.py --seed %d --duration %d --clients %d --rooms %d"
-            " --instances %d" % (server_binary(), o.seed, o.duration, o.clients, o.rooms, o.instances))
+            " --instances %d%s" % (server_binary(), o.seed, o.duration, o.clients, o.rooms, o.instances, extra))
 
 
 def main(argv=None):
@@ -666,8 +668,14 @@ def main(argv=None):
     p.add_argument("--instance-ttl", type=int, default=3, help="--instance-ttl of the instances (seconds)")
     p.add_argument("--race-margin", type=float, default=0.25,
                    help="seconds a session must outlive a chat's ack to owe it (oracle.py explains)")
+    p.add_argument("--faults", default=",".join(FAULTS),
+                   help="comma-separated fault kinds to inject (default: all: %s; 'none': no fault)" % ",".join(FAULTS))
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (logs) even on success")
     o = p.parse_args(argv)
+    o.faults = [] if o.faults == "none" else [f for f in o.faults.split(",") if f]
+    for f in o.faults:
+        if f not in FAULTS:
+            p.error("unknown fault %r (known: %s)" % (f, ", ".join(FAULTS)))
     if o.seed is None:
         o.seed = random.SystemRandom().randrange(1, 1000000)
     if o.instances < 2:
