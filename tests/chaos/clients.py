@@ -272,6 +272,9 @@ class Client:
         try:
             async for raw in conn.ws:
                 t = now()
+                if not isinstance(raw, str):
+                    self.anomaly("bad_frame", "", "conn %d: binary message %r" % (conn.no, raw[:200]))
+                    continue
                 try:
                     msg = json.loads(raw)
                 except (TypeError, ValueError):
@@ -303,6 +306,10 @@ class Client:
             c = self.chats.get(m.get("ref"))
             if c is None:
                 self.anomaly("unexpected_answer", "", "conn %d: %r for no chat of ours" % (conn.no, m))
+                return
+            if c.conn != conn.no:
+                self.anomaly("answer_on_wrong_connection", c.room, "%s sent on connection %d answered on %d: %r"
+                             % (c.ref, c.conn, conn.no, m))
                 return
             if c.answer is not None:
                 self.anomaly("double_answer", c.room, "%s answered twice: %s %s then %r at %s"

@@ -286,7 +286,8 @@ class Oracle:
                 lo = self._sent_t(room, id_)
                 hi = self.exist_t.get((room, id_))
                 lo = self.log.t0 if lo is None else lo
-                hi = float("inf") if hi is None else hi
+                if hi is None:   # only the final stream read shows it: it was added before that read
+                    hi = self.log.stream_read_t if self.log.stream_read_t is not None else float("inf")
                 if prev_lo is not None and hi - prev_lo >= ttl:
                     wins.append((prev_lo + ttl, hi))
                 prev_lo = lo
