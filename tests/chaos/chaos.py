@@ -564,8 +564,7 @@ class Chaos:
             entries = []
             for entry in await asyncio.to_thread(redis.command, "XRANGE", key, "-", "+") or []:
                 id_, fields = entry[0], entry[1]
-                f = dict(zip(fields[::2], fields[1::2]))
-                body, _ = parse_stream_entry(f.get("p", ""), id_, f.get("s", ""))
+                body, _ = parse_stream_entry(dict(zip(fields[::2], fields[1::2])), id_)
                 entries.append((id_, body))
             streams[room] = entries
         self.log.streams = streams

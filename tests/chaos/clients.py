@@ -65,7 +65,6 @@ class Client:
         self.chats = {}                 # ref -> Chat
         self.presence = 0               # presence events received
         self.nudges = asyncio.Queue()   # jobs the fault injector asks for ("join now", "burst")
-        self.started = False
 
     def __repr__(self):
         return "<Client %s>" % self.cid

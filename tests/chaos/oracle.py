@@ -163,13 +163,21 @@ def id_key(msg_id):
     return tuple(int(p) for p in parts)
 
 
-def parse_stream_entry(prefix, id_, suffix):
-    """(body, user id) of one stream entry (the event is prefix + id + suffix), or (None, None)."""
-    try:
-        ev = json.loads(prefix + id_ + suffix)
-        return ev.get("message"), (ev.get("user") or {}).get("id")
-    except (ValueError, AttributeError):
-        return None, None
+def parse_stream_entry(fields, id_):
+    """(body, user id) of one stream entry, or (None, None). Section 7 names the stream, not its entries: today an
+    entry holds the event around its id (fields p and s: the event is p + id + s); else any field holding the event."""
+    candidates = []
+    if "p" in fields and "s" in fields:
+        candidates.append(fields["p"] + id_ + fields["s"])
+    candidates += [v for k, v in sorted(fields.items()) if k not in ("p", "s")]
+    for text in candidates:
+        try:
+            ev = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(ev, dict) and isinstance(ev.get("message"), str):
+            return ev["message"], (ev.get("user") or {}).get("id")
+    return None, None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -358,7 +366,8 @@ class Oracle:
                 self.flag("wrong_sender", e.room, "chat %s of %s arrived as user %r" % (c.ref, c.client, e.user))
         for room, entries in (self.log.streams or {}).items():
             for id_, body in entries:
-                body_ids.setdefault((room, body), set()).add(id_)
+                if body is not None:
+                    body_ids.setdefault((room, body), set()).add(id_)
         for (room, body), ids in body_ids.items():
             if len(ids) > 1:
                 c = self.chat_by_body.get(body)

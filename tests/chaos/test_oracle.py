@@ -6,7 +6,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from oracle import Chat, Event, Oracle, RunLog, Session  # noqa: E402
+from oracle import Chat, Event, Oracle, RunLog, Session, parse_stream_entry  # noqa: E402
 
 
 class Run:
@@ -211,6 +211,14 @@ class OracleTest(unittest.TestCase):
         self.assertEqual(r.kinds(), ["acked_not_stored"])
         r.log.streams = {"r": [("1-0", "m1-0"), ("2-0", "m2-0")]}
         self.assertEqual(r.kinds(), [])
+        r.log.streams = {"r": [("1-0", None), ("2-0", None)]}   # entries the test cannot read: ids still count
+        self.assertEqual(r.kinds(), [])
+
+    def test_stream_entry(self):
+        p = '{"type":"chat","roomId":"r","ts":1,"user":{"id":"c01","name":"c01"},"message":"hi","id":"'
+        self.assertEqual(parse_stream_entry({"p": p, "s": '"}'}, "5-0"), ("hi", "c01"))
+        self.assertEqual(parse_stream_entry({"event": '{"message":"yo","user":{"id":"u"}}'}, "5-0"), ("yo", "u"))
+        self.assertEqual(parse_stream_entry({"x": "1"}, "5-0"), (None, None))
 
 
 if __name__ == "__main__":
