@@ -194,15 +194,6 @@ class Instance:
             self.proc.wait()
 
 
-def supported_flags(binary):
-    """The --flags this binary's --help lists."""
-    try:
-        out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    return {w for w in out.split() if w.startswith("--")}
-
-
 def sub_connection_ids(redis, pid):
     """Redis client ids of the subscription connection(s) of process `pid`: CLIENT LIST entries with sub>0 whose
     address is one of the process's TCP sockets to Redis (matched through /proc/<pid>/fd and /proc/<pid>/net/tcp)."""
@@ -277,15 +268,9 @@ class Chaos:
         wanted = [("--redis", self.redis.url), ("--history", str(o.history)), ("--ping-interval", "2"),
                   ("--rate", "1000"), ("--history-ttl", str(o.history_ttl)), ("--instance-ttl", str(o.instance_ttl)),
                   ("--log-level", "info")]
-        # Flags still being added (--history-ttl, --instance-ttl when this test was written) are dropped when the
-        # binary does not list them yet, with a note. TODO: make them mandatory once every build has them.
-        have = supported_flags(server_binary())
         args = []
         for flag, value in wanted:
-            if flag in have:
-                args += [flag, value]
-            else:
-                self.notes.append("binary has no %s: dropped (TODO: require it)" % flag)
+            args += [flag, value]
         return args
 
     def setup(self):
