@@ -11,10 +11,8 @@
 
 import asyncio
 import contextlib
-import os
-import time
 
-from cluster_harness import SCALE, TIMEOUT, id_parts, quiet_port, wait_until
+from cluster_harness import SCALE, id_parts, quiet_port
 
 __all__ = ["LinkProxy", "chats_of", "assert_once_in_order", "redis_channels", "pubsub_clients_of", "LONG",
            "set_nofile"]
