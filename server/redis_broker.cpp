@@ -118,24 +118,17 @@ const char* kMemberSetScript =
     "return #out\n";
 
 // KEYS[1] members hash; ARGV[1] instance key prefix. Returns one user JSON per user id with a line of
-// a live instance, and drops lines of instances whose liveness key expired (--instance-ttl after
-// their last heartbeat).
+// a live instance. Lines of instances whose liveness key expired (--instance-ttl after their last
+// heartbeat) are skipped, not deleted: the reaper removes them and tells the rooms (presence leave).
 const char* kMembersScript =
     "local all, out, alive = redis.call('HGETALL', KEYS[1]), {}, {}\n"
     "for i = 1, #all, 2 do\n"
-    "  local keep, first = {}, nil\n"
     "  for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
     "    local inst, user = string.match(line, '^(.*)/%d+\\t(.*)$')\n"
     "    if inst then\n"
     "      if alive[inst] == nil then alive[inst] = redis.call('EXISTS', ARGV[1] .. inst) == 1 end\n"
-    "      if alive[inst] then keep[#keep + 1] = line; first = first or user end\n"
+    "      if alive[inst] then out[#out + 1] = user; break end\n"
     "    end\n"
-    "  end\n"
-    "  if first then out[#out + 1] = first end\n"
-    "  if #keep == 0 then redis.call('HDEL', KEYS[1], all[i])\n"
-    "  else\n"
-    "    local joined = table.concat(keep, '\\n')\n"
-    "    if joined ~= all[i + 1] then redis.call('HSET', KEYS[1], all[i], joined) end\n"
     "  end\n"
     "end\n"
     "return out\n";
