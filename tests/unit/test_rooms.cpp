@@ -79,6 +79,7 @@ class FakeRedis final : public Broker {
     std::string room;
     int status = 0;
     uint64_t gen = 0;  // the room's subscription at Redis when the command ran (0: none)
+    std::vector<std::string> users;  // Members: the users (JSON) it answers
   };
 
   // Knobs.
@@ -88,6 +89,8 @@ class FakeRedis final : public Broker {
   unsigned fail_pct = 0;       // reads failing when Redis runs them (kBrokerFailed)
   unsigned busy_pct = 0;       // reads refused at the call (kBrokerBusy)
   unsigned fail_next = 0;      // the next reads Redis runs fail
+  bool silent_drops = false;   // a drop before ready() is not reported (RedisBroker: only a ready broker goes down)
+  bool state_first = false;    // a drop says on_state(false) before failing the replies owed
   Rng* rng = nullptr;
   const uint64_t* clock = nullptr;
   Rooms* rooms = nullptr;
@@ -316,6 +319,7 @@ class FakeRedis final : public Broker {
   // Both connections drop: every reply owed fails, then the rooms hear the broker is down.
   bool disconnect() {
     if (conn_ == Conn::Down) return false;
+    bool report = conn_ == Conn::Ready || !silent_drops;
     conn_ = Conn::Down;
     disconnects++;
     sub_cmds_.clear();
@@ -330,10 +334,11 @@ class FakeRedis final : public Broker {
     std::deque<Cmd> owed;
     owed.swap(cmds_);
     executed_ = 0;
+    if (report && state_first) rooms->on_state(false);
     dropping_ = true;
     for (Cmd& c : owed) answer(c, kBrokerDisconnected);
     dropping_ = false;
-    rooms->on_state(false);
+    if (report && !state_first) rooms->on_state(false);
     return true;
   }
   // The connections are back: every wanted channel is subscribed again (up() stays false until ready()).
@@ -474,7 +479,7 @@ class FakeRedis final : public Broker {
   }
   void answer(Cmd& c, int status) {
     if (!c.on_read && !c.on_members) return;
-    reply_ = Reply{true, c.kind, c.room, status, c.gen};
+    reply_ = Reply{true, c.kind, c.room, status, c.gen, status == 0 ? c.users : std::vector<std::string>{}};
     if (c.on_read) c.on_read(status, status == 0 ? std::move(c.read) : HistoryRead{});
     if (c.on_members) c.on_members(status, status == 0 ? std::move(c.users) : std::vector<std::string>{});
     previous_ = reply_;
@@ -527,6 +532,9 @@ struct Config {
   unsigned fail_pct = 0, busy_pct = 0;
   bool ready_early = true;  // on_state(true) may come before the re-subscriptions are confirmed
   bool shared_user = false;  // clients 0 and 1 are one user on two connections
+  unsigned storms = 1;       // weight of disconnects and failed reads in the schedule
+  bool silent_drops = false;  // see FakeRedis::silent_drops
+  bool state_first = false;   // see FakeRedis::state_first
 };
 
 // The model's view of one member in one room, from its join to its leave.
@@ -557,6 +565,8 @@ class World {
     broker.cluster = cfg.cluster;
     broker.fail_pct = cfg.fail_pct;
     broker.busy_pct = cfg.busy_pct;
+    broker.silent_drops = cfg.silent_drops;
+    broker.state_first = cfg.state_first;
     broker.rng = &rng;
     broker.clock = &now;
     for (size_t i = 0; i < cfg.clients; i++) {
@@ -657,18 +667,20 @@ class World {
       while (broker.exec_sub()) moved = true;
       while (broker.deliver_sub()) moved = true;
       if (broker.ready(true)) moved = true;
-      while (broker.exec_cmd()) moved = true;
+      while (broker.exec_cmd()) {
+        moved = true;
+        if (round > 100) note("settling, round %d: %s", round, broker.action.c_str());
+      }
       while (broker.deliver_cmd()) moved = true;
-      tick(1);
-      idle = moved ? 0 : idle + 1;
+      tick(1);  // retries; a linger may end and unsubscribe
+      idle = moved || !broker.idle() ? 0 : idle + 1;
     }
   }
 
   // One random step of the schedule.
   void random_step() {
-    enum Op { Join, Again, Leave, Drop, Chat, Burst, ExecCmd, DeliverCmd, ExecSub, DeliverSub, FailRead, Disconnect,
-              Reconnect, Ready, Tick, kOps };
-    static const unsigned weights[kOps] = {8, 3, 4, 2, 14, 1, 14, 14, 8, 16, 1, 1, 4, 4, 6};
+    enum Op { Join, Again, Leave, Drop, Chat, Burst, Flow, FailRead, Disconnect, Reconnect, Ready, Tick, kOps };
+    const unsigned weights[kOps] = {6, 2, 3, 1, 14, 1, 40, cfg.storms, cfg.storms, 4, 4, 5};
     unsigned total = 0;
     for (unsigned w : weights) total += w;
     unsigned pick = static_cast<unsigned>(rng.below(total));
@@ -702,17 +714,12 @@ class World {
           note("burst: 270 chats in %s from %s", room.c_str(), id_text(from).c_str());
         }
         break;
-      case ExecCmd:
-        if (broker.exec_cmd()) note("%s", broker.action.c_str());
-        break;
-      case DeliverCmd:
-        if (broker.deliver_cmd()) note("%s", broker.action.c_str());
-        break;
-      case ExecSub:
-        if (broker.exec_sub()) note("%s", broker.action.c_str());
-        break;
-      case DeliverSub:
-        if (broker.deliver_sub()) note("%s", broker.action.c_str());
+      case Flow:  // a few of Redis's moves, in a random interleaving of the two connections
+        for (size_t i = 0, n = 1 + rng.below(6); i < n; i++) {
+          size_t k = rng.below(12);
+          bool moved = k < 3 ? broker.exec_cmd() : k < 6 ? broker.deliver_cmd() : k < 8 ? broker.exec_sub() : broker.deliver_sub();
+          if (moved) note("%s", broker.action.c_str());
+        }
         break;
       case FailRead:
         note("fail the next read");
@@ -838,23 +845,34 @@ class World {
       if (truncated && p != pubs.begin()) {
         --p;  // the chat just older than the history: it should be there if it fit
         bool asked = has_since ? since < p->first : ids.size() < limit;
-        if (asked && !p->second.trimmed && text.size() + proto::joined_event_cost(p->second.payload) <= cfg.limits.joined_max_bytes)
+        // (one byte of slack: counting a comma for the first event too is harmless)
+        if (asked && !p->second.trimmed && text.size() + proto::joined_event_cost(p->second.payload) + 1 <= cfg.limits.joined_max_bytes)
           bad("joined-cut", "m%llu: joined %s is %zu bytes with %zu chats and truncated, but %s (%zu bytes) fit under %zu",
               mid, room.c_str(), text.size(), ids.size(), id_text(p->first).c_str(), p->second.payload.size(), cfg.limits.joined_max_bytes);
       }
       if (text.size() > cfg.limits.joined_max_bytes) bad("joined-size", "m%llu: joined %s is %zu bytes, over %zu", mid, room.c_str(), text.size(), cfg.limits.joined_max_bytes);
     }
-    // Members: everyone announced here (with itself), one per user, listed up to the cap.
+    // Members: everyone announced here (with itself) and everyone the members read found, one per
+    // user, listed up to the cap.
     std::set<std::string> users{m.member_user().id};
     for (const auto& [key, other] : seats)
       if (key.second == room && other.got_joined) users.insert(members[key.first]->member_user().id);
+    if (rep.active && rep.kind == FakeRedis::Kind::Members)
+      for (const std::string& json : rep.users) {
+        User u;
+        if (proto::parse_user(json, &u)) users.insert(u.id);
+      }
     uint64_t count = d["count"].GetUint64();
     size_t listed = d["members"].Size();
     bool members_truncated = d.HasMember("membersTruncated") && d["membersTruncated"].GetBool();
-    if (cfg.cluster ? count < users.size() : count != users.size())
-      bad("joined-count", "m%llu: joined %s says count %llu, model %zu", mid, room.c_str(), ull(count), users.size());
+    if (count != users.size()) bad("joined-count", "m%llu: joined %s says count %llu, model %zu", mid, room.c_str(), ull(count), users.size());
     if (listed != std::min<uint64_t>(count, cfg.limits.members_listed) || members_truncated != (count > cfg.limits.members_listed))
       bad("joined-members", "m%llu: joined %s lists %zu of %llu (membersTruncated %d)", mid, room.c_str(), listed, ull(count), members_truncated);
+    std::set<std::string> listed_ids;
+    for (const auto& u : d["members"].GetArray())
+      if (u.IsObject() && u.HasMember("id") && u["id"].IsString()) listed_ids.insert(u["id"].GetString());
+    if (listed_ids.size() != listed || (!members_truncated && listed_ids != users))
+      bad("joined-members", "m%llu: joined %s lists %zu users (%zu distinct), not the model's %zu", mid, room.c_str(), listed, listed_ids.size(), users.size());
 
     // A `joined` starts a sequence; the first one fixes what the member is owed from now on.
     if (!s.got_joined) {
@@ -869,8 +887,7 @@ class World {
     } else if (truncated) {
       // A repeated `joined` that says truncated announces what it leaves out: the member may miss it.
       // Empty: the read's position is not known; everything published so far may have been under it.
-      auto upto = !ids.empty() ? pubs.lower_bound(ids.front()) : pubs.end();
-      for (auto p = pubs.upper_bound(s.floor); p != upto; ++p)
+      for (auto p = pubs.upper_bound(s.floor); p != pubs.end() && (ids.empty() || p->first < ids.front()); ++p)
         if (!s.received.count(p->first)) s.excused.insert(p->first);
     }
     s.pending = false;
@@ -988,7 +1005,8 @@ class World {
     broker.fail_pct = broker.busy_pct = broker.fail_next = 0;
     broker.reconnect();
     settle();
-    if (!broker.idle() || broker.conn() != FakeRedis::Conn::Ready) bad("quiesce", "the broker still has work after settling");
+    if (!broker.idle() || broker.conn() != FakeRedis::Conn::Ready)
+      bad("quiesce", "the broker still has work after settling: %zu commands, %zu pushes", broker.pending_cmds(), broker.pending_pushes());
     for (const auto& [key, s] : seats) {
       unsigned long long mid = ull(key.first);
       const char* room = key.second.c_str();
@@ -1021,6 +1039,9 @@ class World {
   // ---- reporting ----
 
   [[gnu::format(printf, 3, 4)]] void bad(const char* category, const char* fmt, ...) {
+    // ROOMS_IGNORE=cat1,cat2 looks past known findings (to see what else breaks).
+    static const std::string ignore = getenv("ROOMS_IGNORE") ? "," + std::string(getenv("ROOMS_IGNORE")) + "," : "";
+    if (!ignore.empty() && ignore.find("," + std::string(category) + ",") != std::string::npos) return;
     violations++;
     if (violations > 1) return;
     char buf[1024];
@@ -1029,7 +1050,7 @@ class World {
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     first_category = category;
-    first = std::string(category) + ": step " + std::to_string(step) + ": " + buf;
+    first = std::string(category) + (step ? ": step " + std::to_string(step) : std::string()) + ": " + buf;
     if (verbose_) print_message("    VIOLATION %s\n", first.c_str());
   }
   [[gnu::format(printf, 2, 3)]] void note(const char* fmt, ...) {
@@ -1125,6 +1146,9 @@ Config config_for(uint64_t seed) {
   c.busy_pct = r.below(4) == 0 ? 5 : 0;
   c.ready_early = r.below(2) == 0;
   c.shared_user = r.below(3) == 0;
+  c.storms = static_cast<unsigned>(r.below(3));
+  c.state_first = r.below(2) == 0;
+  c.silent_drops = getenv("ROOMS_SILENT_DROPS") != nullptr;
   return c;
 }
 
@@ -1162,7 +1186,10 @@ uint64_t env_number(const char* name, uint64_t fallback) {
   return v && *v ? strtoull(v, nullptr, 0) : fallback;
 }
 
-// Random schedules: ROOMS_SEED=n replays one seed with its trace; ROOMS_SEEDS and ROOMS_STEPS resize.
+// Random schedules, each seed with its own sizes and limits, each stopping at its first violation; a
+// summary names every kind of violation with its first seed. ROOMS_SEED=n replays one seed with its
+// trace; ROOMS_SEEDS, ROOMS_STEPS resize; ROOMS_IGNORE=kind,... looks past known findings;
+// ROOMS_SILENT_DROPS=1 drops the connection before ready() without telling the rooms, as RedisBroker does.
 void test_random_schedules(void**) {
   size_t steps = env_number("ROOMS_STEPS", 400);
   Findings findings;
@@ -1172,7 +1199,7 @@ void test_random_schedules(void**) {
     REQUIRE(v == 0, "seed %llu: %s", World::ull(seed), findings.first.empty() ? "" : findings.first.begin()->second.second.c_str());
     return;
   }
-  size_t seeds = env_number("ROOMS_SEEDS", 300), failing = 0;
+  size_t seeds = env_number("ROOMS_SEEDS", 1000), failing = 0;
   size_t joins = 0, repeats = 0, drops = 0, joined = 0, live = 0, truncated = 0, presences = 0, histories = 0, read_afters = 0,
          failed = 0, refused = 0, disconnects = 0, confirmations = 0, held_overflows = 0, joined_cuts = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -1197,7 +1224,9 @@ void test_random_schedules(void**) {
     print_error("  %-26s %3zu seed(s); first: ROOMS_SEED=%llu  %s\n", category.c_str(), findings.seeds[category],
                 World::ull(first.first), first.second.c_str());
   EXPECT(failing == 0, "%zu of %zu seeds broke the promise (replay one with ROOMS_SEED=n)", failing, seeds);
-  EXPECT(joined > 10 * seeds && live > 50 * seeds && disconnects > seeds / 2 && failed > seeds && read_afters > seeds && repeats > seeds,
+  // (Seeds stop at their first violation: the amount of work is only meaningful when none broke.)
+  EXPECT(failing > 0 || (joined > 10 * seeds && live > 50 * seeds && disconnects > seeds && failed > 2 * seeds &&
+                         read_afters > 2 * seeds && repeats > seeds && truncated > seeds / 2 && held_overflows > seeds),
          "the schedules exercise too little");
 }
 
@@ -1427,10 +1456,79 @@ void test_repeated_join_since_while_reading(void**) {
   REQUIRE_CLEAN(w);
 }
 
+// A member in the room repeats its join (without since) during an outage in which more chats than the
+// history limit were posted: it still gets every one of them (it was owed them before it asked again).
+void test_repeated_join_during_outage(void**) {
+  Config c = table_config();
+  c.limits.history = 3;
+  World w(c, 20);
+  w.join(0, "room-0", false);
+  drain(w);
+  w.publish("room-0");
+  drain(w);
+  w.broker.disconnect();
+  for (int i = 0; i < 6; i++) w.publish("room-0");
+  w.join(0, "room-0", false);  // the client asks again while the server cannot answer
+  w.broker.reconnect();
+  w.broker.ready(true);
+  drain(w);
+  std::vector<std::string> ids = ids_seen(*w.member_of(0, false));
+  print_message("the member saw %zu ids for 7 chats\n", ids.size());
+  w.quiesce_and_check();
+  REQUIRE_CLEAN(w);
+}
+
+// A member whose first read finishes while a back-fill read (from a higher position) is in flight must
+// not be given that page over the chats in between.
+void test_backfill_page_skips_nobody(void**) {
+  Config c = table_config();
+  c.limits.held_room_bytes = 300;  // two held chats overflow: the room re-reads its stream
+  World w(c, 21);
+  w.join(0, "room-0", false);
+  drain(w);  // A active
+  w.join(1, "room-0", false);
+  w.broker.exec_cmd();  // B's history read runs: position before c1
+  w.publish("room-0", 100);
+  w.publish("room-0", 100);
+  w.broker.deliver_sub();  // c1: live to A, held for B
+  w.broker.deliver_sub();  // c2: live to A; holding it overflows: back-fill from A's position (c2)
+  w.publish("room-0", 100);
+  w.broker.deliver_sub();  // c3: held while syncing
+  w.broker.deliver_cmd();  // B's joined (history up to its position, before c1)
+  drain(w);                // the back-fill page [c3] comes back
+  std::vector<std::string> b = ids_seen(*w.member_of(1, false));
+  REQUIRE(b.size() == 3, "B got %zu of the 3 chats", b.size());
+  w.quiesce_and_check();
+  REQUIRE_CLEAN(w);
+}
+
+// RedisBroker reports no outage when the connection drops before it was ready, though the rooms may
+// already have been confirmed on that connection. A join's read then runs before the room is subscribed
+// again; a chat posted in between must still reach the member.
+void test_drop_before_ready(void**) {
+  World w(table_config(), 22);
+  w.broker.silent_drops = true;
+  w.broker.disconnect();  // reported: it was ready
+  w.broker.reconnect();
+  w.join(0, "room-0", false);
+  drain(w);  // confirmed while not ready: the room is live, the member waits for up
+  w.broker.disconnect();  // not reported: it never was ready on this connection
+  w.broker.reconnect();
+  w.broker.ready(true);  // up before the re-subscription is confirmed: the member's read goes out
+  w.broker.exec_cmd();   // and runs while Redis has no subscription for the room
+  MsgId x = w.publish("room-0");
+  drain(w);
+  FakeMember* m = w.member_of(0, false);
+  std::vector<std::string> ids = ids_seen(*m);
+  EXPECT(std::find(ids.begin(), ids.end(), id_text(x)) != ids.end(), "the chat posted before the room was subscribed again was given (%zu ids)", ids.size());
+  w.quiesce_and_check();
+  REQUIRE_CLEAN(w);
+}
+
 // A `joined` over 512 KiB: its history is cut from the oldest end, with truncated, keeping all that fits.
 void test_joined_size_limit(void**) {
   World w(table_config(), 18);
-  for (int i = 0; i < 80; i++) w.publish("room-0", 10000);
+  for (int i = 0; i < 80; i++) w.publish("room-0", 12000);
   w.join(0, "room-0", false);
   drain(w);
   FakeMember* m = w.member_of(0, false);
@@ -1443,8 +1541,38 @@ void test_joined_size_limit(void**) {
   EXPECT(j.size() <= 512 * 1024, "at most 512 KiB: %zu", j.size());
   EXPECT(d.HasMember("truncated") && d["truncated"].GetBool(), "truncated said");
   EXPECT(n > 0 && std::string(d["history"][n - 1]["id"].GetString()) == id_text(w.broker.pubs("room-0").rbegin()->first), "the newest chat kept");
-  EXPECT(j.size() + 10100 > 512 * 1024, "cut no more than needed: %zu bytes with %zu chats of ~10 KB", j.size(), n);
+  EXPECT(j.size() + 12200 > 512 * 1024, "cut no more than needed: %zu bytes with %zu chats of ~12 KB", j.size(), n);
   EXPECT(w.violations == 0, "oracle: %s", w.first.c_str());
+}
+
+// Never over the limit, whatever the sizes: when the broker's read fits its byte budget but the frame
+// does not, the cut adds "truncated":true, and that must fit too. Sweeps chat sizes so the room left
+// after the cut takes every value.
+void test_joined_size_sweep(void**) {
+  size_t over = 0, worst = 0, cases = 0, first_pad = 0;
+  for (size_t pad = 0; pad < 120; pad++) {
+    Config c = table_config();
+    c.limits.joined_max_bytes = 1200;
+    World w(c, 24);
+    size_t bytes = 0;
+    for (;;) {  // as many chats as the broker's budget (event bytes) takes whole
+      MsgId id = w.publish("room-0", pad);
+      bytes += w.broker.pubs("room-0").at(id).payload.size();
+      if (bytes + w.broker.pubs("room-0").at(id).payload.size() > c.limits.joined_max_bytes) break;
+    }
+    w.join(0, "room-0", false);
+    drain(w);
+    FakeMember* m = w.member_of(0, false);
+    REQUIRE(count_type(*m, "joined") == 1, "pad %zu: joined", pad);
+    size_t size = m->log.front().size();
+    cases++;
+    if (size > c.limits.joined_max_bytes) {
+      if (!over++) first_pad = pad;
+      worst = std::max(worst, size - c.limits.joined_max_bytes);
+    }
+  }
+  EXPECT(over == 0, "%zu of %zu joined frames exceeded the limit, by up to %zu bytes (first with %zu-byte padding)", over, cases,
+         worst, first_pad);
 }
 
 // More than 1000 members: `joined` lists 1000, says membersTruncated, and counts them all.
@@ -1483,7 +1611,11 @@ int main() {
       TEST(test_stale_reply_after_recreate),
       TEST(test_repeated_join_read_fails),
       TEST(test_repeated_join_since_while_reading),
+      TEST(test_repeated_join_during_outage),
+      TEST(test_backfill_page_skips_nobody),
+      TEST(test_drop_before_ready),
       TEST(test_joined_size_limit),
+      TEST(test_joined_size_sweep),
       TEST(test_members_truncated),
       TEST(test_random_schedules),
   };
