@@ -26,6 +26,7 @@ const char* room_state_name(RoomState s) {
 
 // What one member's read brings: its history and, in a cluster, the room's members.
 struct Rooms::Fetch {
+  std::string ref;                       // the join it answers: its ref
   int waiting = 0;
   int status = 0;                        // history status
   HistoryRead history;
@@ -65,11 +66,15 @@ Rooms::JoinResult Rooms::join(Member& m, std::string_view room_id, std::string_v
   Room* r = find(room_id);
   if (r) {
     if (Seat* s = seat_of(r, m)) {
-      // A repeated join is answered with `joined` again; the latest join's ref is the one answered.
+      // A repeated join is answered with a new `joined`, as a first join is (a new session: what the
+      // member missed before it is what `since` asks for). A waiting seat answers the latest join only;
+      // a reading one answers each, once its read in flight is done.
       s->ref = std::string(ref);
       s->since = std::string(since);
-      if (s->state == SeatState::Active) {
+      if (s->state == SeatState::Reading) {
         s->answer = true;
+      } else if (s->state == SeatState::Active) {
+        s->state = SeatState::Waiting;
         if (confirmed(r) && broker_->up()) start_read(r, *s);
       }
       return JoinResult::Ok;
@@ -105,7 +110,7 @@ Rooms::JoinResult Rooms::join(Member& m, std::string_view room_id, std::string_v
 void Rooms::start_read(Room* r, Seat& s) {
   // Reads the history (and the cluster's members) for `joined`. Live chats meanwhile are held by the
   // room and given after `joined`, above the position the read reports: none twice, none skipped.
-  if (s.state == SeatState::Reading) return;
+  if (s.state != SeatState::Waiting) return;
   s.state = SeatState::Reading;
   s.answer = false;
   s.read = next_token_++;
@@ -117,6 +122,7 @@ void Rooms::start_read(Room* r, Seat& s) {
     s.registered = true;
   }
   auto fetch = std::make_shared<Fetch>();
+  fetch->ref = s.ref;
   std::string room_id = r->id;
   uint64_t serial = r->serial, member_id = s.member->member_id(), token = s.read;
   auto finish = [this, fetch, room_id, serial, member_id, token] {
@@ -152,7 +158,7 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   Room* r = find(room_id);
   if (!r || r->serial != serial) return;
   Seat* s = seat_of(r, member_id);
-  if (!s || s->state != SeatState::Reading || s->read != token) return;  // stale: left, or read again
+  if (!s || s->state != SeatState::Reading || s->read != token) return;  // stale: left, reset, read again
   s->read = 0;
   r->readers--;
   MsgId position;
@@ -160,13 +166,7 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   if (f.status < 0) {
     // No `joined` without its history: wait, and read again once the broker is back.
     LOG_DEBUG("room %s: history read failed (%s); the join waits", r->id.c_str(), broker_error_name(f.status));
-    // A repeated join's member stays active (it keeps getting live chats) and is answered later.
-    if (s->has_pos) {
-      s->state = SeatState::Active;
-      s->answer = true;
-    } else {
-      s->state = SeatState::Waiting;
-    }
+    s->state = SeatState::Waiting;
     if (broker_->up() && confirmed(r)) schedule_retry(r);
     close_held_if_unused(r);
     return;
@@ -192,20 +192,8 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   j.members_truncated = members.truncated;
   j.history = &events;
   j.truncated = f.history.truncated;
-  j.ref = s->ref;
-  j.history_from = events.size();  // the frame without history: what the events must fit beside
-  std::string base = protocol::encode_joined(j);
-  size_t budget = limits_.joined_max_bytes > base.size() ? limits_.joined_max_bytes - base.size() : 0;
-  size_t from = events.size();
-  while (from > 0 && protocol::joined_event_cost(events[from - 1]) <= budget) {
-    budget -= protocol::joined_event_cost(events[from - 1]);
-    from--;
-  }
-  if (from > 0) {
-    metrics_->bound_hit(Bound::JoinedSize, "a `joined` would exceed 512 KiB: its history was cut from the oldest end");
-    j.truncated = true;
-  }
-  j.history_from = from;
+  j.ref = f.ref;
+  j.history_from = fit_history(j, events);
   MsgId newest = position;
   for (const std::string& e : events) {
     MsgId id;
@@ -215,8 +203,6 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   s->has_pos = true;
   s->state = SeatState::Active;
   m.send_event(protocol::encode_joined(j));
-  s->ref.clear();
-  s->since.clear();
   if (s->read_epoch == r->held_epoch) {
     for (const HeldEvent& h : r->held) {
       if (s->pos < h.id) {
@@ -230,6 +216,32 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   // Every other member, on every instance, hears of the join once, after the joiner's `joined`.
   if (first) broker_->publish_event(r->id, protocol::encode_presence(true, r->id, me));
   close_held_if_unused(r);
+  if (s->answer) {  // a join that came while this one was read: answer it too
+    s->state = SeatState::Waiting;
+    if (confirmed(r) && broker_->up()) start_read(r, *s);
+  }
+}
+
+size_t Rooms::fit_history(protocol::JoinedReply& j, const std::vector<std::string>& events) {
+  // Fits the history into the frame limit, dropping the oldest first. The budget is what the frame
+  // takes without history but with `"truncated":true` (it may have to say so).
+  bool truncated = j.truncated;
+  j.history = &events;
+  j.history_from = events.size();
+  j.truncated = true;
+  size_t base = protocol::encode_joined(j).size();
+  j.truncated = truncated;
+  size_t budget = limits_.joined_max_bytes > base ? limits_.joined_max_bytes - base : 0;
+  size_t from = events.size();
+  while (from > 0 && protocol::joined_event_cost(events[from - 1]) <= budget) {
+    budget -= protocol::joined_event_cost(events[from - 1]);
+    from--;
+  }
+  if (from > 0) {
+    metrics_->bound_hit(Bound::JoinedSize, "a `joined` would exceed 512 KiB: its history was cut from the oldest end");
+    j.truncated = true;
+  }
+  return from;
 }
 
 MemberList Rooms::merge_members(Room* r, const std::vector<std::string>* remote) const {
@@ -287,7 +299,7 @@ void Rooms::start_reads(Room* r) {
   if (!confirmed(r) || !broker_->up()) return;
   // start_read never changes r->seats (replies come later), so indexes stay valid.
   for (size_t i = 0; i < r->seats.size(); i++)
-    if (r->seats[i].state == SeatState::Waiting || r->seats[i].answer) start_read(r, r->seats[i]);
+    if (r->seats[i].state == SeatState::Waiting) start_read(r, r->seats[i]);
 }
 
 void Rooms::request_sync(Room* r) {
@@ -316,6 +328,7 @@ void Rooms::start_sync(Room* r) {
   r->sync_again = false;
   r->sync_token = next_token_++;
   r->sync_epoch = r->held_epoch;
+  r->sync_after = low;
   std::string room_id = r->id;
   uint64_t serial = r->serial, token = r->sync_token;
   LOG_DEBUG("room %s: back-filling after %s", r->id.c_str(), protocol::format_message_id(low).c_str());
@@ -342,13 +355,19 @@ void Rooms::finish_sync(const std::string& room_id, uint64_t serial, uint64_t to
              r->id.c_str());
   }
   bool more = read.events.size() >= kSyncPage;  // a full page: read on from the new positions
+  // The page covers the members whose position was at or above where it starts; one that became
+  // active meanwhile below that (its own read ran earlier) gets nothing of it, and the next read
+  // starts from it.
   for (const std::string& e : read.events) {
     MsgId id;
-    if (protocol::parse_message_id(protocol::chat_event_id(e), &id)) deliver(r, e, id);
+    if (protocol::parse_message_id(protocol::chat_event_id(e), &id)) deliver(r, e, id, &r->sync_after);
   }
+  bool behind = std::any_of(r->seats.begin(), r->seats.end(), [r](const Seat& x) {
+    return x.state == SeatState::Active && x.pos < r->sync_after;
+  });
   // Held chats are newer than the stream's unread rest, and newer than any that were dropped: giving
   // them now would move positions over a gap. Only a read that reached the end lets them out.
-  if (more || r->sync_again || r->sync_epoch != r->held_epoch) {
+  if (more || behind || r->sync_again || r->sync_epoch != r->held_epoch) {
     start_sync(r);
     return;
   }
@@ -357,11 +376,11 @@ void Rooms::finish_sync(const std::string& room_id, uint64_t serial, uint64_t to
   close_held_if_unused(r);
 }
 
-void Rooms::deliver(Room* r, std::string_view payload, const MsgId& id) {
+void Rooms::deliver(Room* r, std::string_view payload, const MsgId& id, const MsgId* floor) {
   SharedBuf* buf = nullptr;
   uint64_t n = 0;
   for (Seat& s : r->seats) {
-    if (s.state != SeatState::Active || !(s.pos < id)) continue;
+    if (s.state != SeatState::Active || !(s.pos < id) || (floor && s.pos < *floor)) continue;
     if (!buf) {
       std::string frame;
       frames_->encode(protocol::kWsText, payload, &frame);
@@ -461,8 +480,16 @@ void Rooms::on_subscribed(std::string_view room_id) {
     }
     case RoomState::Live:
     case RoomState::Syncing:
-      // Confirmed again without a reported outage: the subscription may have had a gap. Fill it.
+      // Confirmed again without a reported outage: the subscription may have had a gap. Fill it, and
+      // read again for first joins whose read may have run in that gap.
+      for (Seat& s : r->seats) {
+        if (s.state != SeatState::Reading) continue;
+        s.read = 0;
+        s.state = SeatState::Waiting;
+        r->readers--;
+      }
       request_sync(r);
+      start_reads(r);
       break;
     case RoomState::Lingering: break;
   }
@@ -484,13 +511,8 @@ void Rooms::on_state(bool up) {
       r->sync_again = false;
       for (Seat& s : r->seats) {
         if (s.state != SeatState::Reading) continue;
-        s.read = 0;
-        if (s.has_pos) {  // a repeated join: active again, answered after the resubscription
-          s.state = SeatState::Active;
-          s.answer = true;
-        } else {
-          s.state = SeatState::Waiting;
-        }
+        s.read = 0;  // its reply, when it fails, is stale
+        s.state = SeatState::Waiting;
       }
       r->readers = 0;
       drop_held(r);

@@ -23,10 +23,12 @@
 //
 //   join ──> WAITING ──room confirmed and broker up──> READING ──history and members read──> ACTIVE
 //              ▲                                          │                                    │
-//              └── read failed, broker down ──────────────┘  <── a repeated join ──────────────┘ (to READING)
+//              └── read failed, broker down ──────────────┘  <── a repeated join ──────────────┘
 //
 //   READING: its history read is under way; live events meanwhile are held by the room and given to it
 //     after `joined`, above its position. ACTIVE: `joined` sent; position = the last id it was given.
+//   A repeated join is a new session, answered as a first join is (without a second presence): what
+//   the member missed before it is what `since` is for. A join while READING is answered after.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -39,6 +41,7 @@
 #include <vector>
 
 #include "protocol/ids.h"
+#include "protocol/message.h"
 #include "protocol/ws_codec.h"
 #include "server/broker.h"
 #include "server/deadlines.h"
@@ -85,11 +88,11 @@ struct Seat {
   bool announced = false;     // presence join published (a leave is owed)
   bool registered = false;    // entered in the broker's cluster-wide members
   bool has_pos = false;       // pos is set (once ACTIVE, for good)
-  bool answer = false;        // ACTIVE: a repeated join waits for its `joined`
+  bool answer = false;        // READING: another join came meanwhile; answered after this one
   protocol::MsgId pos;        // the last chat id given to this member
-  uint64_t read = 0;          // READING: token of its read (a reply with another token is stale)
+  uint64_t read = 0;          // token of its read in flight, 0 for none (a reply with another token is stale)
   uint64_t read_epoch = 0;    // READING: the room's held_epoch when the read began
-  std::string ref;            // the join being answered: its ref (JSON text)
+  std::string ref;            // the latest join: its ref (JSON text)
   std::string since;          // and its `since` ("" for none)
 };
 
@@ -117,6 +120,7 @@ struct Room {
   bool sync_again = false;         // SYNCING: read again once the current read is done
   uint64_t sync_token = 0;         // token of the sync read in flight
   uint64_t sync_epoch = 0;         // held_epoch when that read began
+  protocol::MsgId sync_after;      // where that read starts (the lowest active position then)
   DeadlineHook linger;             // LINGERING: in Rooms::linger_
   bool retry = false;              // in Rooms::retry_ (a read to start again on the next tick)
 };
@@ -177,6 +181,7 @@ class Rooms {
  private:
   struct Fetch;
   static constexpr size_t kSyncPage = 256;  // chats per back-fill read
+  size_t fit_history(protocol::JoinedReply& j, const std::vector<std::string>& events);
   Seat* seat_of(Room* r, const Member& m);
   Seat* seat_of(Room* r, uint64_t member_id);
   bool confirmed(const Room* r) const { return r->state == RoomState::Live || r->state == RoomState::Syncing; }
@@ -186,7 +191,8 @@ class Rooms {
   void request_sync(Room* r);
   void start_sync(Room* r);
   void finish_sync(const std::string& room_id, uint64_t serial, uint64_t token, int status, HistoryRead read);
-  void deliver(Room* r, std::string_view payload, const protocol::MsgId& id);
+  // Gives the chat to every active seat below it (and, with floor, at or above floor).
+  void deliver(Room* r, std::string_view payload, const protocol::MsgId& id, const protocol::MsgId* floor = nullptr);
   void hold(Room* r, std::string_view payload, const protocol::MsgId& id);
   void drop_held(Room* r);
   void close_held_if_unused(Room* r);
