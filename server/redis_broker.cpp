@@ -392,10 +392,10 @@ class RedisBroker : public Broker {
 
   void on_client_state(bool up) {
     if (!up) {
-      bool was = ready_;
+      // Told even when the rooms never heard "up" on that connection: subscriptions it confirmed are gone.
       ready_ = false;
       uv_timer_stop(&resolve_timer_);
-      if (was) events_->on_broker_state(false);
+      events_->on_broker_state(false);
       return;
     }
     become_ready();
