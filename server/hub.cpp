@@ -193,7 +193,7 @@ void Hub::chat(Connection& c, ClientMessage& m) {
                                          });
   if (r < 0) {
     server_->metrics().publish_errors++;
-    error(c, ErrorCode::Unavailable, "the message broker is unreachable; the message was not sent", m.ref);
+    error(c, ErrorCode::Unavailable, "the message broker cannot take it now; the message was not sent", m.ref);
     return;
   }
   chats_in_flight_++;

@@ -40,6 +40,7 @@ const char* kPublishScript =
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('RPUSH', KEYS[3], ARGV[6] .. ' ' .. id)\n"
     "redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)\n"
+    "redis.call('PEXPIRE', KEYS[3], 86400000)\n"
     "return id\n";
 
 // KEYS[1] chat record list; ARGV[1] the latest deadline of the chats in doubt. {0, ms to wait} while
@@ -48,7 +49,7 @@ const char* kResolveScript =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "if now <= tonumber(ARGV[1]) then return {0, tonumber(ARGV[1]) - now + 1} end\n"
-    "return {1, redis.call('LRANGE', KEYS[1], 0, -1)}\n";
+    "return {1, redis.call('LRANGE', KEYS[1], 0, -1), redis.call('EXISTS', KEYS[1])}\n";
 
 // The stream's newest id ('0-0' when it has none) and newest deleted id, as a Lua prelude.
 const char* kStreamInfo =
@@ -166,7 +167,7 @@ const char* kReapScript =
     "      end\n"
     "    end\n"
     "  end\n"
-    "  redis.call('DEL', rooms_key, prefix .. 'roomcast:chats:' .. inst)\n"
+    "  redis.call('DEL', rooms_key)\n"
     "end\n"
     "if ARGV[3] == '1' then reap(self) end\n"
     "redis.call('SADD', set, self)\n"
@@ -312,6 +313,9 @@ class RedisBroker : public Broker {
 
   int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override {
     if (!up()) return kBrokerDown;
+    // While chats are in doubt, their records must stay among the newest of the capped list: no new
+    // chat until they are resolved (about a second after a reconnect).
+    if (!doubt_.empty()) return kBrokerBusy;
     std::string stream = channel(room) + ":log", chan = channel(room), records = chats_key();
     int64_t deadline = wall_ms() + clock_offset_ms_ + kPublishDeadlineMs;
     uint64_t seq = ++chat_seq_;
@@ -443,7 +447,7 @@ class RedisBroker : public Broker {
     std::string deadline = std::to_string(latest);
     int rc = eval(kResolveScript, {chats_key()}, {deadline}, [this](int status, const redis::Value& reply) {
       resolving_ = false;
-      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;  // next up
+      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;  // next up
       if (reply.elements[0].integer == 0) {
         uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
         uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
@@ -454,6 +458,9 @@ class RedisBroker : public Broker {
         size_t sp = v.str.find(' ');
         if (sp != std::string::npos) ran.emplace(std::strtoull(v.str.c_str(), nullptr, 10), v.str.substr(sp + 1));
       }
+      if (reply.elements.size() == 3 && reply.elements[2].integer == 0)
+        LOG_WARN("redis: the chat records of this instance are gone (expired after a day, or Redis lost them): "
+                 "chats in doubt are answered unavailable though some may have been published");
       auto doubt = std::move(doubt_);
       doubt_.clear();
       size_t acked = 0;

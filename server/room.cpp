@@ -203,16 +203,15 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   s->has_pos = true;
   s->state = SeatState::Active;
   m.send_event(protocol::encode_joined(j));
-  if (s->read_epoch == r->held_epoch) {
-    for (const HeldEvent& h : r->held) {
-      if (s->pos < h.id) {
-        m.send_event(h.payload);
-        s->pos = h.id;
-      }
+  // Held chats are a gap-free run from before this read began (only what came after them can have
+  // been dropped); if some were dropped, or the outage dropped them all, the stream fills the rest.
+  for (const HeldEvent& h : r->held) {
+    if (s->pos < h.id) {
+      m.send_event(h.payload);
+      s->pos = h.id;
     }
-  } else {
-    request_sync(r);  // held chats were dropped during the read: the stream fills this member
   }
+  if (s->read_epoch != r->held_epoch) request_sync(r);
   // Every other member, on every instance, hears of the join once, after the joiner's `joined`.
   if (first) broker_->publish_event(r->id, protocol::encode_presence(true, r->id, me));
   close_held_if_unused(r);
@@ -350,28 +349,34 @@ void Rooms::finish_sync(const std::string& room_id, uint64_t serial, uint64_t to
     schedule_retry(r);
     return;
   }
-  if (read.truncated) {
-    LOG_WARN("room %s: back-fill: chats after a member's position are no longer retained (--history); those members miss them",
-             r->id.c_str());
-  }
   bool more = read.events.size() >= kSyncPage;  // a full page: read on from the new positions
-  // The page covers the members whose position was at or above where it starts; one that became
-  // active meanwhile below that (its own read ran earlier) gets nothing of it, and the next read
-  // starts from it.
-  for (const std::string& e : read.events) {
-    MsgId id;
-    if (protocol::parse_message_id(protocol::chat_event_id(e), &id)) deliver(r, e, id, &r->sync_after);
+  if (read.truncated)
+    LOG_WARN("room %s: back-fill: chats after a member's position are no longer retained (--history); those not held here are missed",
+             r->id.c_str());
+  // The page and the held chats together, in id order: held chats older than the page's start (the
+  // stream may have dropped them) go first. With more to read, held chats past the page wait: giving
+  // them now would move positions over the unread rest. The page covers the members whose position
+  // was at or above its start; one that became active meanwhile below it gets nothing of it (the next
+  // read starts from it).
+  std::vector<MsgId> ids(read.events.size());
+  for (size_t i = 0; i < read.events.size(); i++)
+    if (!protocol::parse_message_id(protocol::chat_event_id(read.events[i]), &ids[i])) ids[i] = MsgId{};
+  MsgId page_end = ids.empty() ? r->sync_after : ids.back();
+  size_t h = 0;
+  for (size_t i = 0; i < read.events.size(); i++) {
+    for (; h < r->held.size() && r->held[h].id < ids[i]; h++) deliver(r, r->held[h].payload, r->held[h].id, &r->sync_after);
+    deliver(r, read.events[i], ids[i], &r->sync_after);
   }
+  for (; h < r->held.size() && (!more || r->held[h].id <= page_end); h++)
+    deliver(r, r->held[h].payload, r->held[h].id, &r->sync_after);
   bool behind = std::any_of(r->seats.begin(), r->seats.end(), [r](const Seat& x) {
     return x.state == SeatState::Active && x.pos < r->sync_after;
   });
-  // Held chats are newer than the stream's unread rest, and newer than any that were dropped: giving
-  // them now would move positions over a gap. Only a read that reached the end lets them out.
   if (more || behind || r->sync_again || r->sync_epoch != r->held_epoch) {
+    trim_held(r);  // what every member has is not held any longer: the next pass holds the new
     start_sync(r);
     return;
   }
-  for (const HeldEvent& h : r->held) deliver(r, h.payload, h.id);
   r->state = RoomState::Live;
   close_held_if_unused(r);
 }
@@ -396,12 +401,21 @@ void Rooms::deliver(Room* r, std::string_view payload, const MsgId& id, const Ms
 }
 
 void Rooms::hold(Room* r, std::string_view payload, const MsgId& id) {
+  if (r->held_full) {
+    // Dropped: whoever needed it must be filled from the stream after what they have.
+    r->held_epoch++;
+    if (r->state == RoomState::Syncing) r->sync_again = true;
+    return;
+  }
   size_t size = payload.size();
   if (r->held_bytes + size > limits_.held_room_bytes || held_total_ + size > limits_.held_total_bytes) {
-    // Too much to hold: drop it all and let a read of the stream fill the members instead.
-    metrics_->bound_hit(Bound::HeldEvents, "live chats held for members being filled exceeded their bound; the room re-reads its stream");
-    drop_held(r);
-    request_sync(r);
+    // Too much to hold: keep what is held (the oldest: the stream is least likely to still have it) and
+    // drop the rest, this one included. Readers then get the held prefix and a read of the stream
+    // fills them from there; active members of a live room are not touched (they got it live).
+    metrics_->bound_hit(Bound::HeldEvents, "live chats held for members being filled exceeded their bound; the stream fills the rest");
+    r->held_full = true;
+    r->held_epoch++;
+    if (r->state == RoomState::Syncing) r->sync_again = true;
     return;
   }
   r->held.push_back(HeldEvent{id, std::string(payload)});
@@ -409,18 +423,39 @@ void Rooms::hold(Room* r, std::string_view payload, const MsgId& id) {
   held_total_ += size;
 }
 
+void Rooms::trim_held(Room* r) {
+  // Without readers, held chats serve only active members: those at or below every active position
+  // are given to all of them already.
+  if (r->readers > 0 || r->held.empty()) return;
+  bool any = false;
+  MsgId low;
+  for (const Seat& x : r->seats) {
+    if (x.state != SeatState::Active) continue;
+    if (!any || x.pos < low) low = x.pos;
+    any = true;
+  }
+  while (!r->held.empty() && (!any || r->held.front().id <= low)) {
+    r->held_bytes -= r->held.front().payload.size();
+    held_total_ -= r->held.front().payload.size();
+    r->held.pop_front();
+  }
+  if (r->held.empty()) r->held_full = false;
+}
+
 void Rooms::drop_held(Room* r) {
   held_total_ -= r->held_bytes;
   r->held.clear();
   r->held_bytes = 0;
+  r->held_full = false;
   r->held_epoch++;
 }
 
 void Rooms::close_held_if_unused(Room* r) {
-  if (r->readers > 0 || r->state == RoomState::Syncing || r->held.empty()) return;
+  if (r->readers > 0 || r->state == RoomState::Syncing) return;
   held_total_ -= r->held_bytes;
   r->held.clear();
   r->held_bytes = 0;
+  r->held_full = false;
 }
 
 void Rooms::on_message(std::string_view room_id, std::string_view payload) {

@@ -115,7 +115,8 @@ struct Room {
   std::unordered_map<std::string, LocalUser> users;  // announced local users by id (listing, count)
   std::deque<HeldEvent> held;      // live chats held (see the state diagram)
   size_t held_bytes = 0;           // payload bytes in held
-  uint64_t held_epoch = 0;         // bumped whenever held events are dropped (overflow)
+  bool held_full = false;          // held reached its bound: later chats are not held (the stream has them)
+  uint64_t held_epoch = 0;         // bumped whenever held chats are dropped (bound, outage)
   bool sync_inflight = false;      // SYNCING: the read is under way
   bool sync_again = false;         // SYNCING: read again once the current read is done
   uint64_t sync_token = 0;         // token of the sync read in flight
@@ -195,6 +196,7 @@ class Rooms {
   void deliver(Room* r, std::string_view payload, const protocol::MsgId& id, const protocol::MsgId* floor = nullptr);
   void hold(Room* r, std::string_view payload, const protocol::MsgId& id);
   void drop_held(Room* r);
+  void trim_held(Room* r);
   void close_held_if_unused(Room* r);
   void fan_out_presence(Room* r, std::string_view payload);
   void remove_seat(Room* r, Member& m);
