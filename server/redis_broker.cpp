@@ -135,13 +135,22 @@ const char* kMembersScript =
     "return out\n";
 
 // The reaper, run with every heartbeat. ARGV[1] key prefix, ARGV[2] this instance, ARGV[3] '1' to
-// treat this instance's own old entries as dead (a restart under the same --instance-id).
-// Every instance whose liveness key is gone is taken out of the instance set by exactly one reaper
-// (SREM answers 1 once), which removes its member entries and publishes their presence `leave` on
-// each room's channel: every surviving instance hears each leave once.
+// treat this instance's own old entries as dead (a restart under the same --instance-id), ARGV[4] the
+// instance TTL in ms. The instance set is a sorted set: instance -> Redis time (ms) of its last
+// heartbeat. An instance whose liveness key is gone and whose last heartbeat is older than the TTL is
+// taken out of the set by exactly one reaper (ZREM answers 1 once), which removes its member lines,
+// publishes their presence `leave` on each room's channel (every surviving instance hears each leave
+// once). An instance that finds itself missing from the set (it was only cut off; or Redis lost it)
+// enters its members again and announces them.
+// An instance reaps only while its own heartbeats flow (its previous one is recent): after a stretch in
+// which nobody could write (an outage, maxmemory), everybody's heartbeat is old, and nobody may
+// mistake the others for dead before they had a turn. Its ZADD is a write: refused, nothing is reaped.
+// Returns {members reaped, 1 if this instance had been reaped}.
 const char* kReapScript =
-    "local prefix, self = ARGV[1], ARGV[2]\n"
+    "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
     "local set = prefix .. 'roomcast:instances'\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local reaped = 0\n"
     "local function reap(inst)\n"
     "  local rooms_key = prefix .. 'roomcast:instance:' .. inst .. ':rooms'\n"
@@ -169,14 +178,18 @@ const char* kReapScript =
     "  end\n"
     "  redis.call('DEL', rooms_key)\n"
     "end\n"
-    "if ARGV[3] == '1' then reap(self) end\n"
-    "redis.call('SADD', set, self)\n"
-    "for _, inst in ipairs(redis.call('SMEMBERS', set)) do\n"
-    "  if inst ~= self and redis.call('EXISTS', prefix .. 'roomcast:instance:' .. inst) == 0 then\n"
-    "    if redis.call('SREM', set, inst) == 1 then reap(inst) end\n"
+    "local prev = redis.call('ZSCORE', set, self)\n"
+    "redis.call('ZADD', set, now, self)\n"
+    "local was_reaped = 0\n"
+    "if ARGV[3] == '1' then reap(self) elseif not prev then was_reaped = 1 end\n"
+    "if prev and now - tonumber(prev) <= ttl / 2 then\n"
+    "  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - ttl)) do\n"
+    "    if inst ~= self and redis.call('EXISTS', prefix .. 'roomcast:instance:' .. inst) == 0 then\n"
+    "      if redis.call('ZREM', set, inst) == 1 then reap(inst) end\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return reaped\n";
+    "return {reaped, was_reaped}\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
@@ -278,16 +291,15 @@ class RedisBroker : public Broker {
   void member_join(std::string_view room, std::string_view user_id, std::string_view member_key,
                    std::string_view user_json) override {
     std::string key = members_key(room), entry = member_entry(member_key);
-    leaves_.erase(key + '\n' + entry);  // the same connection back in the room: its old leave is void
-    eval(kMemberSetScript, {key}, {user_id, entry, user_json}, [](int, const redis::Value&) {});
-    client_->command({"SADD", instance_rooms_key(), room}, [](int, const redis::Value&) {});
+    std::string id = key + '\n' + entry;
+    lines_[id] = Line{std::string(room), key, std::string(user_id), entry, std::string(user_json), 0, false};
+    send_line(id);
   }
   void member_leave(std::string_view room, std::string_view user_id, std::string_view member_key, bool last_local) override {
-    // Kept until Redis confirms it: a leave lost in an outage would leave a live instance's line forever.
     std::string key = members_key(room), entry = member_entry(member_key);
     std::string id = key + '\n' + entry;
-    leaves_[id] = Leave{key, std::string(user_id), entry, 0};
-    send_leave(id);
+    lines_[id] = Line{std::string(room), key, std::string(user_id), entry, std::string(), 0, false};
+    send_line(id);
     // (Not resent: a room left in this set only costs the reaper a look.)
     if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
@@ -355,21 +367,48 @@ class RedisBroker : public Broker {
   }
 
  private:
-  // A member line to remove, until Redis confirms it (bounded by the seats that left meanwhile).
-  struct Leave {
-    std::string key, user_id, entry;
-    uint64_t gen;  // of the latest send: only its reply may retire the leave
+  // This instance's member lines as they should be in Redis: a join (user_json set) stays here while
+  // the member is in the room; a leave (user_json empty) until Redis confirms it. An operation Redis
+  // did not confirm (down, refused under maxmemory) is sent again with the next heartbeat; after this
+  // instance was reaped (cut off longer than --instance-ttl), every join is entered again.
+  struct Line {
+    std::string room, key, user_id, entry;
+    std::string user_json;  // empty: the line is to be removed
+    uint64_t gen;           // of the latest send: only its reply may confirm it
+    bool confirmed;
   };
 
-  void send_leave(const std::string& id) {
-    auto it = leaves_.find(id);
-    if (it == leaves_.end() || !up()) return;  // sent again once the broker is up
-    Leave& l = it->second;
-    uint64_t gen = l.gen = ++leave_gen_;
-    eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, ""}, [this, id, gen](int status, const redis::Value& reply) {
-      auto found = leaves_.find(id);
-      if (status == 0 && !reply.is_error() && found != leaves_.end() && found->second.gen == gen) leaves_.erase(found);
+  void send_line(const std::string& id) {
+    auto it = lines_.find(id);
+    if (it == lines_.end() || !up()) return;  // sent again once the broker is up
+    Line& l = it->second;
+    uint64_t gen = l.gen = ++line_gen_;
+    l.confirmed = false;
+    eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, l.user_json}, [this, id, gen](int status, const redis::Value& reply) {
+      auto found = lines_.find(id);
+      if (found == lines_.end() || found->second.gen != gen) return;
+      if (status != 0 || reply.is_error()) return;  // the next heartbeat sends it again
+      if (found->second.user_json.empty()) lines_.erase(found);
+      else found->second.confirmed = true;
     });
+    if (!l.user_json.empty()) client_->command({"SADD", instance_rooms_key(), l.room}, [](int, const redis::Value&) {});
+  }
+
+  // This instance was cut off long enough to be taken for dead: its lines were removed and every room
+  // was told its members left. Enter them again and tell the rooms they are back.
+  void rejoin_after_reaped() {
+    size_t n = 0;
+    std::vector<std::string> ids;
+    for (const auto& [id, l] : lines_)
+      if (!l.user_json.empty()) ids.push_back(id);
+    for (const std::string& id : ids) {
+      send_line(id);
+      const Line& l = lines_[id];
+      std::string presence = "{\"type\":\"presence\",\"event\":\"join\",\"roomId\":\"" + l.room + "\",\"user\":" + l.user_json + "}";
+      client_->command({"PUBLISH", channel(l.room), presence}, [](int, const redis::Value&) {});
+      n++;
+    }
+    LOG_WARN("redis: this instance had been taken for dead (cut off over --instance-ttl): %zu members entered again", n);
   }
 
   struct Doubt {
@@ -415,9 +454,10 @@ class RedisBroker : public Broker {
       ready_ = true;
       heartbeat();
       resolve();
-      std::vector<std::string> leaves;
-      for (const auto& [id, l] : leaves_) leaves.push_back(id);
-      for (const std::string& id : leaves) send_leave(id);
+      std::vector<std::string> ids;
+      for (const auto& [id, l] : lines_)
+        if (!l.confirmed) ids.push_back(id);
+      for (const std::string& id : ids) send_line(id);
       events_->on_broker_state(true);
     });
     if (rc != 0) time_pending_ = false;
@@ -506,12 +546,23 @@ class RedisBroker : public Broker {
     // The first time, entries left by an earlier process with this --instance-id are dead.
     const char* self_dead = first_heartbeat_ ? "1" : "0";
     first_heartbeat_ = false;
-    eval(kReapScript, {}, {prefix_, instance_, self_dead}, [](int status, const redis::Value& reply) {
-      if (status == 0 && reply.type == redis::Value::Type::Integer && reply.integer > 0)
-        LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.integer);
-      else if (status == 0 && reply.is_error())
-        LOG_WARN("redis: reaping dead instances failed: %s", reply.str.c_str());
+    std::string ttl = std::to_string(instance_ttl_ms_);
+    eval(kReapScript, {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+      if (status != 0) return;
+      if (reply.is_error()) {
+        LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
+        return;
+      }
+      if (reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
+      if (reply.elements[0].integer > 0)
+        LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.elements[0].integer);
+      if (reply.elements[1].integer == 1) rejoin_after_reaped();
     });
+    // Lines Redis refused (maxmemory) go again, now that it may take them.
+    std::vector<std::string> ids;
+    for (const auto& [id, l] : lines_)
+      if (!l.confirmed) ids.push_back(id);
+    for (const std::string& id : ids) send_line(id);
     client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
       if (status == 0) parse_time(reply);
     });
@@ -542,8 +593,8 @@ class RedisBroker : public Broker {
   int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
   uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
   std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number
-  std::unordered_map<std::string, Leave> leaves_;  // member lines to remove, by "<hash>\n<entry>"
-  uint64_t leave_gen_ = 0;
+  std::unordered_map<std::string, Line> lines_;  // this instance's member lines, by "<hash>\n<entry>"
+  uint64_t line_gen_ = 0;
   std::unique_ptr<redis::Client> client_;
 };
 

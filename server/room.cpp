@@ -67,13 +67,14 @@ Rooms::JoinResult Rooms::join(Member& m, std::string_view room_id, std::string_v
   if (r) {
     if (Seat* s = seat_of(r, m)) {
       // A repeated join is answered with a new `joined`, as a first join is (a new session: what the
-      // member missed before it is what `since` asks for). A waiting seat answers the latest join only;
-      // a reading one answers each, once its read in flight is done.
-      s->ref = std::string(ref);
-      s->since = std::string(since);
-      if (s->state == SeatState::Reading) {
-        s->answer = true;
-      } else if (s->state == SeatState::Active) {
+      // member missed before it is what `since` asks for). Every join is answered, in turn, with its ref.
+      if (s->joins.size() >= kMaxJoinsWaiting) {
+        m.send_event(protocol::encode_error(protocol::ErrorCode::BadRequest,
+                                            "too many joins of this room waiting for their answer; wait for `joined`", ref));
+        return JoinResult::Ok;
+      }
+      s->joins.push_back(JoinRequest{std::string(ref), std::string(since)});
+      if (s->state == SeatState::Active) {
         s->state = SeatState::Waiting;
         if (confirmed(r) && broker_->up()) start_read(r, *s);
       }
@@ -99,8 +100,7 @@ Rooms::JoinResult Rooms::join(Member& m, std::string_view room_id, std::string_v
   }
   Seat s;
   s.member = &m;
-  s.ref = std::string(ref);
-  s.since = std::string(since);
+  s.joins.push_back(JoinRequest{std::string(ref), std::string(since)});
   r->seats.push_back(std::move(s));
   m.slots_.push_back(RoomSlot{r, static_cast<uint32_t>(r->seats.size() - 1)});
   if (confirmed(r) && broker_->up()) start_read(r, r->seats.back());
@@ -112,7 +112,6 @@ void Rooms::start_read(Room* r, Seat& s) {
   // room and given after `joined`, above the position the read reports: none twice, none skipped.
   if (s.state != SeatState::Waiting) return;
   s.state = SeatState::Reading;
-  s.answer = false;
   s.read = next_token_++;
   s.read_epoch = r->held_epoch;
   r->readers++;
@@ -122,7 +121,7 @@ void Rooms::start_read(Room* r, Seat& s) {
     s.registered = true;
   }
   auto fetch = std::make_shared<Fetch>();
-  fetch->ref = s.ref;
+  fetch->ref = s.joins.front().ref;
   std::string room_id = r->id;
   uint64_t serial = r->serial, member_id = s.member->member_id(), token = s.read;
   auto finish = [this, fetch, room_id, serial, member_id, token] {
@@ -130,7 +129,7 @@ void Rooms::start_read(Room* r, Seat& s) {
   };
   fetch->waiting = 1;  // released below, once every request is out
   fetch->waiting++;
-  std::string_view since = s.since;
+  std::string_view since = s.joins.front().since;
   int rc = broker_->history(room_id, since, limits_.history, limits_.joined_max_bytes, [fetch, finish](int status, HistoryRead read) {
     fetch->status = status;
     fetch->history = std::move(read);
@@ -215,7 +214,8 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   // Every other member, on every instance, hears of the join once, after the joiner's `joined`.
   if (first) broker_->publish_event(r->id, protocol::encode_presence(true, r->id, me));
   close_held_if_unused(r);
-  if (s->answer) {  // a join that came while this one was read: answer it too
+  s->joins.pop_front();
+  if (!s->joins.empty()) {  // joins that came while this one was read: answer them too, in turn
     s->state = SeatState::Waiting;
     if (confirmed(r) && broker_->up()) start_read(r, *s);
   }
@@ -475,9 +475,18 @@ void Rooms::on_message(std::string_view room_id, std::string_view payload) {
       deliver(r, payload, id);
       if (r->readers > 0) hold(r, payload, id);
       break;
-    case RoomState::Syncing: hold(r, payload, id); break;
+    case RoomState::Syncing:
+      // Members that have every live chat so far (position at the last one) are not part of the gap
+      // being filled: they go on live. The others wait for the read, with this one held.
+      if (r->last_live_known) deliver(r, payload, id, &r->last_live);
+      hold(r, payload, id);
+      break;
     case RoomState::Subscribing:  // the read after the confirmation covers it
     case RoomState::Lingering: break;
+  }
+  if (r->state == RoomState::Live || r->state == RoomState::Syncing) {
+    r->last_live = id;
+    r->last_live_known = true;
   }
 }
 
@@ -517,6 +526,7 @@ void Rooms::on_subscribed(std::string_view room_id) {
     case RoomState::Syncing:
       // Confirmed again without a reported outage: the subscription may have had a gap. Fill it, and
       // read again for first joins whose read may have run in that gap.
+      r->last_live_known = false;
       for (Seat& s : r->seats) {
         if (s.state != SeatState::Reading) continue;
         s.read = 0;
@@ -542,6 +552,7 @@ void Rooms::on_state(bool up) {
       }
       // The client re-subscribes every room by itself and confirms each again.
       r->state = RoomState::Subscribing;
+      r->last_live_known = false;
       r->sync_inflight = false;
       r->sync_again = false;
       for (Seat& s : r->seats) {

@@ -28,7 +28,7 @@
 //   READING: its history read is under way; live events meanwhile are held by the room and given to it
 //     after `joined`, above its position. ACTIVE: `joined` sent; position = the last id it was given.
 //   A repeated join is a new session, answered as a first join is (without a second presence): what
-//   the member missed before it is what `since` is for. A join while READING is answered after.
+//   the member missed before it is what `since` is for. Every join is answered, in turn, with its ref.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -81,6 +81,12 @@ enum class RoomState : uint8_t { Subscribing, Syncing, Live, Lingering };
 enum class SeatState : uint8_t { Waiting, Reading, Active };
 const char* room_state_name(RoomState s);
 
+// One join message waiting for its answer.
+struct JoinRequest {
+  std::string ref;    // its ref (JSON text)
+  std::string since;  // its `since` ("" for none)
+};
+
 // A member in one room.
 struct Seat {
   Member* member;
@@ -88,12 +94,10 @@ struct Seat {
   bool announced = false;     // presence join published (a leave is owed)
   bool registered = false;    // entered in the broker's cluster-wide members
   bool has_pos = false;       // pos is set (once ACTIVE, for good)
-  bool answer = false;        // READING: another join came meanwhile; answered after this one
   protocol::MsgId pos;        // the last chat id given to this member
   uint64_t read = 0;          // token of its read in flight, 0 for none (a reply with another token is stale)
   uint64_t read_epoch = 0;    // READING: the room's held_epoch when the read began
-  std::string ref;            // the latest join: its ref (JSON text)
-  std::string since;          // and its `since` ("" for none)
+  std::deque<JoinRequest> joins;  // joins waiting for their `joined`, oldest first (the front is read)
 };
 
 // A live event held for members who are reading (or for the room while it syncs).
@@ -115,6 +119,8 @@ struct Room {
   std::unordered_map<std::string, LocalUser> users;  // announced local users by id (listing, count)
   std::deque<HeldEvent> held;      // live chats held (see the state diagram)
   size_t held_bytes = 0;           // payload bytes in held
+  protocol::MsgId last_live;       // id of the last chat received live on the current subscription
+  bool last_live_known = false;    // last_live is set (not after an outage until a chat came)
   bool held_full = false;          // held reached its bound: later chats are not held (the stream has them)
   uint64_t held_epoch = 0;         // bumped whenever held chats are dropped (bound, outage)
   bool sync_inflight = false;      // SYNCING: the read is under way
@@ -182,6 +188,7 @@ class Rooms {
  private:
   struct Fetch;
   static constexpr size_t kSyncPage = 256;  // chats per back-fill read
+  static constexpr size_t kMaxJoinsWaiting = 8;  // joins of one room one member may have unanswered
   size_t fit_history(protocol::JoinedReply& j, const std::vector<std::string>& events);
   Seat* seat_of(Room* r, const Member& m);
   Seat* seat_of(Room* r, uint64_t member_id);
