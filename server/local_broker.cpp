@@ -72,6 +72,11 @@ LocalBroker::RoomLog& LocalBroker::log_of(const std::string& room) {
   lru_.push_front(room);
   RoomLog& log = logs_[room];
   log.lru = lru_.begin();
+  // A client's `since` below this id saw an earlier log of the room (before a restart, or evicted).
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  uint64_t now = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
+  log.created_after = last_.ms >= now ? last_ : MsgId{now, 0};
   log.bytes = kRoomOverhead + room.size();
   bytes_ += log.bytes;
   return log;
@@ -142,6 +147,14 @@ int LocalBroker::publish_event(std::string_view room, std::string_view payload) 
   return 0;
 }
 
+bool LocalBroker::lost_after(const RoomLog* log, const MsgId& since) {
+  // Chats after `since` may be gone: one was dropped, the room's log is gone (evicted), or the log is
+  // newer than `since` (made after a restart or an eviction). "0" claims to have seen nothing.
+  if (since == MsgId{}) return false;
+  if (!log) return true;
+  return (log->deleted && since < log->max_deleted) || since < log->created_after;
+}
+
 int LocalBroker::history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) {
   if (stopped_) return kBrokerStopped;
   HistoryRead read;
@@ -149,6 +162,7 @@ int LocalBroker::history(std::string_view room, std::string_view since, size_t l
   auto it = logs_.find(std::string(room));
   MsgId after;
   bool have_since = !since.empty() && protocol::parse_message_id(since, &after);
+  if (have_since) read.truncated = lost_after(it == logs_.end() ? nullptr : &it->second, after);
   if (it != logs_.end() && (since.empty() || have_since)) {
     const RoomLog& log = it->second;
     // Newest first, within the count and the byte budget; then oldest first for the reply.
@@ -163,7 +177,6 @@ int LocalBroker::history(std::string_view room, std::string_view since, size_t l
       read.events.push_back(e->second);
     }
     std::reverse(read.events.begin(), read.events.end());
-    if (have_since && log.deleted && after < log.max_deleted) read.truncated = true;
   }
   later([read = std::move(read), done = std::move(done)]() mutable { done(kBrokerOk, std::move(read)); });
   return 0;
@@ -182,8 +195,8 @@ int LocalBroker::read_after(std::string_view room, std::string_view after_text, 
       if (read.events.size() >= count) break;
       read.events.push_back(event);
     }
-    read.truncated = log.deleted && after < log.max_deleted;
   }
+  if (protocol::parse_message_id(after_text, &after)) read.truncated = read.truncated || lost_after(it == logs_.end() ? nullptr : &it->second, after);
   later([read = std::move(read), done = std::move(done)]() mutable { done(kBrokerOk, std::move(read)); });
   return 0;
 }

@@ -44,10 +44,13 @@ class LocalBroker : public Broker {
     std::deque<std::pair<protocol::MsgId, std::string>> events;  // (id, event), oldest first
     protocol::MsgId max_deleted;                                 // newest id dropped from events
     bool deleted = false;                                        // max_deleted is set
+    protocol::MsgId created_after;                               // ids at or below it came before this log
+                                                                 // (another process, or an evicted log)
     size_t bytes = 0;                                            // counted bytes of this log
     std::list<std::string>::iterator lru;                        // position in lru_
   };
   RoomLog& log_of(const std::string& room);
+  static bool lost_after(const RoomLog* log, const protocol::MsgId& since);
   void drop_oldest(RoomLog& log);
   void enforce_memory(const std::string& keep);
   // Runs f on a later loop turn, after everything queued before it.

@@ -30,7 +30,12 @@ const char* kPublishScript =
     "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then\n"
     "  return redis.error_reply('EXPIRED chat reached Redis after its deadline')\n"
     "end\n"
-    "local id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2])\n"
+    "local id\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"  // a new stream: its first entry says so (field c)
+    "  id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2], 'c', '1')\n"
+    "else\n"
+    "  id = redis.call('XADD', KEYS[1], '*', 'p', ARGV[1], 's', ARGV[2])\n"
+    "end\n"
     "local extra = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])\n"
     "if extra > 0 then\n"
     "  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', extra)\n"
@@ -62,11 +67,25 @@ const char* kStreamInfo =
     "    if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
     "  end\n"
     "end\n"
+    "local function is_zero(a) return string.match(a, '^0+-?0*$') ~= nil end\n"
     "local function older(a, b)\n"
     "  local a1, a2 = string.match(a, '^(%d+)-?(%d*)$')\n"
     "  local b1, b2 = string.match(b, '^(%d+)-?(%d*)$')\n"
     "  a1, a2, b1, b2 = tonumber(a1), tonumber(a2) or 0, tonumber(b1), tonumber(b2) or 0\n"
     "  return a1 < b1 or (a1 == b1 and a2 < b2)\n"
+    "end\n"
+    // True when chats after `since` may have been lost: one was deleted (trimmed), or the stream is gone
+    // (expired, evicted) or was made anew after `since` (its first entry is marked c=1): a client that
+    // saw `since` in this room saw a stream that no longer exists.
+    "local function lost_after(since)\n"
+    "  if is_zero(since) then return false end\n"
+    "  if not exists then return true end\n"
+    "  if older(since, maxdel) then return true end\n"
+    "  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]\n"
+    "  if first and older(since, first[1]) then\n"
+    "    for j = 1, #first[2], 2 do if first[2][j] == 'c' then return true end end\n"
+    "  end\n"
+    "  return false\n"
     "end\n";
 
 // For `joined`. KEYS[1] stream; ARGV[1] since ('' for none), ARGV[2] count (without since), ARGV[3]
@@ -75,7 +94,7 @@ const char* kStreamInfo =
 const std::string kHistoryScript = std::string(kStreamInfo) +
     "local since, count, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local out, truncated, bytes, top = {}, 0, 0, '+'\n"
-    "if since ~= '' and older(since, maxdel) then truncated = 1 end\n"
+    "if since ~= '' and lost_after(since) then truncated = 1 end\n"
     "while exists do\n"
     "  local want = 64\n"
     "  if since == '' then want = math.min(want, count - #out) end\n"
@@ -101,7 +120,7 @@ const std::string kReadAfterScript = std::string(kStreamInfo) +
     "local out = {}\n"
     "if exists then out = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) end\n"
     "local truncated = 0\n"
-    "if older(ARGV[1], maxdel) then truncated = 1 end\n"
+    "if lost_after(ARGV[1]) then truncated = 1 end\n"
     "return {truncated, out, position}\n";
 
 // Members: field = user id; value = one line per connection of that user, "<instance>/<key>\t<user
