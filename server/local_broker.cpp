@@ -142,6 +142,15 @@ int LocalBroker::publish_event(std::string_view room, std::string_view payload) 
   return 0;
 }
 
+int LocalBroker::publish_control(std::string_view payload, std::function<void(int status)> done) {
+  if (stopped_) return kBrokerStopped;
+  later([this, p = std::string(payload), done = std::move(done)] {
+    events_->on_broker_control(p);
+    done(kBrokerOk);
+  });
+  return 0;
+}
+
 int LocalBroker::history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) {
   if (stopped_) return kBrokerStopped;
   HistoryRead read;
