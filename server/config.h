@@ -27,6 +27,7 @@ struct Config {
   int log_level = 2;                       // 0 error .. 3 debug
   std::string instance_id;                 // host:pid unless given
   double shutdown_grace = 3.0;             // seconds to flush closes on SIGTERM
+  std::string api_key;                     // the server API's key (section 9); empty: /api/... is 404
 };
 
 // Parses argv over the environment over the defaults. Returns 0, 1 when --help or --version was

@@ -2,7 +2,9 @@
 // Rule: counters only go up; gauges are read from their owners when /metrics is rendered.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 
 namespace roomcast::server {
 
@@ -47,6 +49,9 @@ struct Metrics {
 
   uint64_t bound_hits[static_cast<int>(Bound::kCount)] = {};
   bool bound_logged[static_cast<int>(Bound::kCount)] = {};
+
+  // Server API calls (section 9) by route and status: roomcast_api_requests_total{route=..,status=..}.
+  std::map<std::pair<std::string, int>, uint64_t> api_requests;
 
   void observe_latency(double ms);
   // Counts one bite of bound b; logs `detail` (a warning) the first time only.
