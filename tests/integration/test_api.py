@@ -3,8 +3,10 @@
 
 import asyncio
 import json
+import time
 
-from roomcast_harness import (HttpConn, RoomcastTestCase, WsClient, http_request, id_parts, req, unique, user)
+from roomcast_harness import (HttpConn, RoomcastServer, RoomcastTestCase, WsClient, http_request, id_parts, req, unique,
+                              user)
 
 PLAIN_KEY = "s3cret-api-key"
 
@@ -159,6 +161,21 @@ class ApiStandalone(RoomcastTestCase):
         r = await http_request(self.port, req("POST", "/create-room", self.port, [("Connection", "close")], b"x" * 2000))
         self.assertEqual(r.status, 400, r)
 
+    async def test_incomplete_body_is_closed(self):
+        # The request deadline (10 s from the connection's start) covers the body as well as the head.
+        conn = await HttpConn.open(self.port)
+        try:
+            await conn.send(req("POST", "/api/publish", self.port, [("X-API-Key", PLAIN_KEY), ("Content-Length", "100")])
+                            + b'{"roomId":')
+            t0 = time.monotonic()
+            closed = await conn.closed_by_peer(25)
+            elapsed = time.monotonic() - t0
+            self.assertTrue(closed, "a request with half its body was kept open for 25 s")
+            self.assertGreater(elapsed, 5, "closed after %.1fs, before the 10 s deadline" % elapsed)
+            self.assertEqual(conn.extra, b"", "nothing is answered to half a request")
+        finally:
+            conn.close()
+
     async def test_disconnect(self):
         room = unique("dis")
         a1 = await self.client("ann", room)
@@ -195,3 +212,21 @@ class ApiOff(RoomcastTestCase):
                 with self.subTest(path=path, key=key):
                     r = await api(self.port, method, path, body, key=key)
                     self.assertEqual(r.status, 404, r)
+
+
+class ApiKeyFromEnvironment(RoomcastTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        # RoomcastTestCase starts the server with arguments only; this one takes the key from ROOMCAST_API_KEY.
+        super(RoomcastTestCase, cls).setUpClass()
+        cls.server = RoomcastServer([], name=cls.__name__, env={"ROOMCAST_API_KEY": "env-key"})
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.server.start()
+        cls.port = cls.server.port
+
+    async def test_env_key(self):
+        r = await api(self.port, "GET", "/api/rooms/r1", key="env-key")
+        self.assertEqual((r.status, r.json()["count"]), (200, 0))
+        r = await api(self.port, "GET", "/api/rooms/r1", key=PLAIN_KEY)
+        self.assertEqual(r.status, 401, r)
