@@ -117,9 +117,10 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
 }  // namespace
 
 SharedBuf* make_error_response(int status, std::string_view reason) {
-  const char* code = status == 431 || status == 413 ? "too_large"
+  const char* code = status == 431   ? "too_large"
                      : status == 403 ? "forbidden"
                      : status == 404 ? "not_found"
+                     : status == 413 ? "too_large"
                      : status == 426 ? "upgrade_required"
                      : status == 503 ? "unavailable"
                                      : "bad_request";

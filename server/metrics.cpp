@@ -32,6 +32,7 @@ const char* bound_name(Bound b) {
     case Bound::MembersListed: return "members_listed";
     case Bound::HeldEvents: return "held_events";
     case Bound::ChatsInFlight: return "chats_in_flight";
+    case Bound::ApiBody: return "api_body";
     case Bound::kCount: break;
   }
   return "unknown";

@@ -23,6 +23,7 @@ enum class Bound : uint8_t {
   MembersListed,   // more than 1000 members: list cut, membersTruncated
   HeldEvents,      // live events held for readers of a room over its bound: the room re-reads its stream
   ChatsInFlight,   // chats sent to the broker and not answered, over the process's bound: unavailable
+  ApiBody,         // a server API request body over 64 KiB: 413
   kCount
 };
 // The label value of a bound ("max_outbound", ...).

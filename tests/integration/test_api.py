@@ -5,7 +5,7 @@ import asyncio
 import json
 import time
 
-from roomcast_harness import (HttpConn, RoomcastServer, RoomcastTestCase, WsClient, http_request, id_parts, req, unique,
+from roomcast_harness import (HttpConn, bound_hits, RoomcastServer, RoomcastTestCase, WsClient, http_request, id_parts, req, unique,
                               user)
 
 PLAIN_KEY = "s3cret-api-key"
@@ -129,6 +129,7 @@ class ApiStandalone(RoomcastTestCase):
         r = await api(self.port, "POST", "/api/publish", body)
         self.assertEqual(r.status, 413, r)
         self.assertEqual(r.json()["error"], "too_large")
+        self.assertGreaterEqual((await bound_hits(self.port))["api_body"], 1)
         # Just 64 KiB is read (and is then refused for its message, not its size).
         body = json.dumps({"roomId": room, "message": "x" * 16385, "pad": ""}).encode()
         body = body[:-2] + b"p" * (65536 - len(body)) + b"\"}"
