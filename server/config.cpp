@@ -53,9 +53,9 @@ const std::vector<Setting>& table() {
       {"instance-ttl", "ROOMCAST_INSTANCE_TTL", Kind::Seconds, 1, 30, "Redis: an instance whose heartbeat is this old is dead; the others send its members' presence leave (default 30)", [](Config& c) -> void* { return &c.instance_ttl; }},
       {"shutdown-grace", "ROOMCAST_SHUTDOWN_GRACE", Kind::Seconds, 0, 60, "seconds to finish closing handshakes on SIGTERM before dropping connections (default 3)", [](Config& c) -> void* { return &c.shutdown_grace; }},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
-      {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
       {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
+      {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
   };
   return t;
 }

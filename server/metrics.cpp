@@ -97,14 +97,6 @@ std::string render_metrics(const Metrics& m, const Gauges& g) {
     out.append("roomcast_bound_hits_total{bound=\"").append(bound_name(static_cast<Bound>(i))).append("\"} ");
     out.append(std::to_string(m.bound_hits[i])).append("\n");
   }
-  if (!m.api_requests.empty()) {
-    out += "# HELP roomcast_api_requests_total Server API calls (/api/...) by route and status.\n"
-           "# TYPE roomcast_api_requests_total counter\n";
-    for (const auto& [key, n] : m.api_requests) {
-      out.append("roomcast_api_requests_total{route=\"").append(key.first).append("\",status=\"");
-      out.append(std::to_string(key.second)).append("\"} ").append(std::to_string(n)).append("\n");
-    }
-  }
   out += "# HELP roomcast_publish_delivery_ms Chat publish (event ts) to local fan-out, milliseconds.\n"
          "# TYPE roomcast_publish_delivery_ms histogram\n";
   uint64_t cumulative = 0;
@@ -117,6 +109,14 @@ std::string render_metrics(const Metrics& m, const Gauges& g) {
   }
   snprintf(buf, sizeof(buf), "roomcast_publish_delivery_ms_sum %.17g\nroomcast_publish_delivery_ms_count %llu\n", m.latency_sum_ms, static_cast<unsigned long long>(m.latency_count));
   out += buf;
+  if (!m.api_requests.empty()) {
+    out += "# HELP roomcast_api_requests_total Server API calls (/api/...) by route and status.\n"
+           "# TYPE roomcast_api_requests_total counter\n";
+    for (const auto& [key, n] : m.api_requests) {
+      out.append("roomcast_api_requests_total{route=\"").append(key.first).append("\",status=\"");
+      out.append(std::to_string(key.second)).append("\"} ").append(std::to_string(n)).append("\n");
+    }
+  }
   return out;
 }
 
