@@ -97,7 +97,18 @@ HttpParser::HttpParser(HttpLimits limits) : impl_(std::make_unique<Impl>()), lim
     r.upgrade = p->upgrade != 0;
     // No chunked bodies, no smuggling: any Transfer-Encoding is refused.
     if (r.header("transfer-encoding")) return -1;
-    if (p->content_length > 0 && (r.method != "POST" || p->content_length > h->limits_.max_body)) return -1;
+    if (p->content_length > 0) {
+      if (r.method != "POST") return -1;
+      // The server API takes JSON bodies up to max_api_body (413 beyond); other POSTs stay tiny.
+      if (r.target.rfind("/api/", 0) == 0) {
+        if (p->content_length > h->limits_.max_api_body) {
+          h->body_too_large_ = true;
+          return -1;
+        }
+      } else if (p->content_length > h->limits_.max_body) {
+        return -1;
+      }
+    }
     return 0;
   };
   s.on_body = [](llhttp_t* p, const char* at, size_t len) {
@@ -176,6 +187,7 @@ HttpResult HttpParser::feed(const char* data, size_t len, size_t* consumed) {
     return bad_field_ ? fail(400, "invalid header name") : fail(431, "too many headers");
   if (err == HPE_CB_HEADERS_COMPLETE) {
     if (request_.header("transfer-encoding")) return fail(400, "Transfer-Encoding is not accepted");
+    if (body_too_large_) return fail(413, "request body over 64 KiB");
     return fail(400, "a body is not accepted here");
   }
   return fail(400, llhttp_get_error_reason(p) ? llhttp_get_error_reason(p) : "malformed request");
@@ -185,7 +197,7 @@ void HttpParser::next() {
   request_ = HttpRequest();
   field_.clear();
   value_.clear();
-  in_value_ = head_done_ = started_ = complete_ = bad_field_ = line_started_ = false;
+  in_value_ = head_done_ = started_ = complete_ = bad_field_ = body_too_large_ = line_started_ = false;
   head_bytes_ = 0;
   tail_ = 0;
   llhttp_resume(&impl_->parser);

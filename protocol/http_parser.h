@@ -16,7 +16,7 @@ struct HttpRequest {
   std::string target;                                        // request-target as sent ("/rooms/x?y")
   uint8_t http_major = 0, http_minor = 0;                    // version numbers
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, values as sent
-  std::string body;                                          // only small POST bodies are kept
+  std::string body;                                          // a POST's body (Content-Length only, bounded below)
   bool keep_alive = false;                                   // llhttp's verdict for this request
   bool upgrade = false;                                      // llhttp's upgrade flag (any method)
 
@@ -30,6 +30,7 @@ struct HttpLimits {
   size_t max_head = 16 * 1024;  // request line + headers, bytes
   size_t max_headers = 100;
   size_t max_body = 1024;       // only POST may carry a body at all
+  size_t max_api_body = 64 * 1024;  // a POST to /api/... (the server API, section 9); over it: 413
 };
 
 class HttpParser {
@@ -40,7 +41,8 @@ class HttpParser {
   HttpParser& operator=(const HttpParser&) = delete;
 
   // Feeds bytes; *consumed gets how many were used. Request/Upgrade: request() is complete (for
-  // Upgrade the bytes after *consumed belong to the new protocol). Error: error_status() is 400/431.
+  // Upgrade the bytes after *consumed belong to the new protocol). Error: error_status() is 400/431,
+  // or 413 for a POST to /api/... announcing a body over max_api_body.
   HttpResult feed(const char* data, size_t len, size_t* consumed);
   // After a Request was handled: clears it and continues with the next one (keep-alive).
   void next();
@@ -65,6 +67,7 @@ class HttpParser {
   bool started_ = false;            // bytes of a request seen
   bool complete_ = false;           // on_message_complete fired
   bool bad_field_ = false;          // a header name was not a token
+  bool body_too_large_ = false;     // an /api/ POST announced a body over max_api_body
   size_t head_bytes_ = 0;           // bytes of the head scanned so far
   uint32_t tail_ = 0;               // last bytes seen by the pre-scan, for CRLFCRLF and bare CR
   int error_status_ = 0;

@@ -33,6 +33,8 @@ class BrokerEvents {
   // The broker became reachable (true) or unreachable (false). Every subscription is confirmed again
   // (on_broker_subscribed) after a false; confirmations may come before the true.
   virtual void on_broker_state(bool up) = 0;
+  // A message of the control channel (PROTOCOL.md section 9), published by any instance, this one too.
+  virtual void on_broker_control(std::string_view payload) {}
 };
 
 // A read of a room's retained chats.
@@ -86,6 +88,10 @@ class Broker {
   // Reads the users (JSON) of the room on live instances, one per user id. Returns 0
   // (done called once, later) or a negative BrokerError.
   virtual int members(std::string_view room, MembersDone done) { return kBrokerFailed; }
+  // Publishes payload on the control channel, which every instance hears (on_broker_control), this
+  // one too; nothing is kept. Redis: the channel <prefix>roomcast:control. Returns 0 (done called once,
+  // later: 0 once the broker took it, or a negative BrokerError) or a negative BrokerError (done never called).
+  virtual int publish_control(std::string_view payload, std::function<void(int status)> done) { return kBrokerFailed; }
   virtual uint64_t reconnects() const { return 0; }
   virtual size_t subscriptions() const = 0;
 };

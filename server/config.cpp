@@ -55,6 +55,7 @@ const std::vector<Setting>& table() {
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
       {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
+      {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
   };
   return t;
 }

@@ -117,6 +117,7 @@ void Connection::parse_http(const char* data, size_t len) {
     if (r == HttpResult::NeedMore) break;
     if (r == HttpResult::Error) {
       LOG_DEBUG("conn %llu: bad request: %s", (unsigned long long)id_, http_->error_reason());
+      if (http_->error_status() == 413) server_->metrics().bound_hit(Bound::ApiBody, "a server API request body over 64 KiB answered 413");
       send(make_error_response(http_->error_status(), http_->error_reason()));
       close_after_flush_ = true;
       break;

@@ -7,6 +7,7 @@
 #include "protocol/http_path.h"
 #include "protocol/ids.h"
 #include "protocol/json_body.h"
+#include "server/api.h"
 #include "server/broker.h"
 #include "server/hub.h"
 #include "server/server.h"
@@ -22,8 +23,10 @@ const char* status_text(int status) {
     case 200: return "OK";
     case 201: return "Created";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 413: return "Payload Too Large";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
@@ -117,11 +120,16 @@ SharedBuf* make_error_response(int status, std::string_view reason) {
   const char* code = status == 431   ? "too_large"
                      : status == 403 ? "forbidden"
                      : status == 404 ? "not_found"
+                     : status == 413 ? "too_large"
                      : status == 426 ? "upgrade_required"
                      : status == 503 ? "unavailable"
                                      : "bad_request";
   return response(status, "application/json", protocol::error_body(code, reason), false, false,
                   status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");
+}
+
+SharedBuf* make_json_response(int status, std::string_view body, bool keep_alive) {
+  return response(status, "application/json", body, keep_alive);
 }
 
 SharedBuf* make_upgrade_response(std::string_view accept) {
@@ -146,6 +154,7 @@ protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::H
 void route_http(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply) {
   std::string_view path, query;
   protocol::split_target(req.target, &path, &query);
+  if (is_api_path(path)) return route_api(server, req, path, std::move(reply));
   bool get = req.method == "GET" || req.method == "HEAD";
   if (get && path.rfind("/rooms/", 0) == 0) return room_info(server, path.substr(7), req.keep_alive, req.method == "HEAD", std::move(reply));
   if (get && path.rfind("/join-room/", 0) == 0) return room_info(server, path.substr(11), req.keep_alive, req.method == "HEAD", std::move(reply));

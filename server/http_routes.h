@@ -19,6 +19,8 @@ void route_http(Server& server, const protocol::HttpRequest& req, std::function<
 protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req);
 // 101 Switching Protocols with the accept key.
 SharedBuf* make_upgrade_response(std::string_view accept);
+// A JSON answer (Content-Type application/json) with the connection kept or closed.
+SharedBuf* make_json_response(int status, std::string_view body, bool keep_alive);
 // An error with a JSON body and Connection: close (426 adds Sec-WebSocket-Version: 13).
 SharedBuf* make_error_response(int status, std::string_view reason);
 

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <memory>
 
+#include "protocol/api_body.h"
 #include "protocol/http_path.h"
+#include "protocol/utf8.h"
 #include "server/connection.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -164,40 +166,78 @@ void Hub::chat(Connection& c, ClientMessage& m) {
     }
     m.room_id = c.room_slots().front().room->id;
   }
+  uint64_t conn_id = c.id();
+  std::string ref = m.ref;
+  Server* server = server_;
+  auto refused = publish_chat(m.room_id, c.user(), m.message, [server, conn_id, ref](int status, std::string_view id) {
+    Connection* sender = server->find(conn_id);
+    if (!sender || !sender->is_websocket()) return;
+    if (status < 0)
+      sender->send_text(protocol::encode_error(ErrorCode::Unavailable, "the message broker refused or dropped the message; it was not sent", ref));
+    else if (!ref.empty())
+      sender->send_text(protocol::encode_ack(ref, id));
+  });
+  if (refused) error(c, refused->code, refused->message, m.ref);
+}
+
+std::optional<Hub::ChatRefusal> Hub::publish_chat(std::string_view room_id, const User& user, std::string_view message,
+                                                  Broker::PublishDone done) {
+  // Members' chats were checked by parse_client_message, API chats by parse_publish_request; checked
+  // again here so that no caller can put an invalid chat in a room's history.
+  if (!protocol::valid_room_id(room_id)) return ChatRefusal{ErrorCode::BadRoom, "roomId must be 1-64 characters of [A-Za-z0-9_.:-]"};
+  if (message.empty()) return ChatRefusal{ErrorCode::BadRequest, "message must not be empty"};
+  if (message.size() > protocol::kMaxChatBytes) return ChatRefusal{ErrorCode::TooLarge, "message is over 16384 bytes"};
+  if (!protocol::valid_utf8(message)) return ChatRefusal{ErrorCode::BadRequest, "message is not valid Unicode"};
+  if (!protocol::valid_user_id(user.id) || !protocol::valid_user_name(user.name))
+    return ChatRefusal{ErrorCode::BadRequest, "user must be {\"id\":..,\"name\":..} with valid values"};
   if (!server_->broker().up()) {
     server_->metrics().publish_errors++;
-    error(c, ErrorCode::Unavailable, "the message broker is unreachable; the message was not sent", m.ref);
-    return;
+    return ChatRefusal{ErrorCode::Unavailable, "the message broker is unreachable; the message was not sent"};
   }
   if (chats_in_flight_ >= kMaxChatsInFlight) {
     server_->metrics().publish_errors++;
     server_->metrics().bound_hit(Bound::ChatsInFlight, "more chats waiting for the broker than the process allows (4096); answering unavailable");
-    error(c, ErrorCode::Unavailable, "too many messages waiting for the broker; the message was not sent", m.ref);
-    return;
+    return ChatRefusal{ErrorCode::Unavailable, "too many messages waiting for the broker; the message was not sent"};
   }
-  std::string prefix = protocol::chat_event_prefix(m.room_id, c.user(), m.message, wall_ms());
-  uint64_t conn_id = c.id();
-  std::string ref = m.ref;
+  std::string prefix = protocol::chat_event_prefix(room_id, user, message, wall_ms());
   Server* server = server_;
   size_t* in_flight = &chats_in_flight_;
-  int r = server_->broker().publish_chat(m.room_id, prefix, protocol::kChatEventSuffix,
-                                         [server, in_flight, conn_id, ref](int status, std::string_view id) {
+  int r = server_->broker().publish_chat(room_id, prefix, protocol::kChatEventSuffix,
+                                         [server, in_flight, done = std::move(done)](int status, std::string_view id) {
                                            (*in_flight)--;
                                            if (status < 0) server->metrics().publish_errors++;
-                                           Connection* sender = server->find(conn_id);
-                                           if (!sender || !sender->is_websocket()) return;
-                                           if (status < 0)
-                                             sender->send_text(protocol::encode_error(ErrorCode::Unavailable, "the message broker refused or dropped the message; it was not sent", ref));
-                                           else if (!ref.empty())
-                                             sender->send_text(protocol::encode_ack(ref, id));
+                                           done(status, id);
                                          });
   if (r < 0) {
     server_->metrics().publish_errors++;
-    error(c, ErrorCode::Unavailable, "the message broker cannot take it now; the message was not sent", m.ref);
-    return;
+    return ChatRefusal{ErrorCode::Unavailable, "the message broker cannot take it now; the message was not sent"};
   }
   chats_in_flight_++;
   server_->metrics().publishes++;
+  return std::nullopt;
+}
+
+size_t Hub::disconnect_user(std::string_view user_id) {
+  // Ids first: closing runs the rooms' leave code, which must not run inside the walk of connections.
+  std::vector<uint64_t> ids;
+  server_->for_each_connection([&](Connection& c) {
+    if (c.is_websocket() && c.user().id == user_id) ids.push_back(c.id());
+  });
+  for (uint64_t id : ids) {
+    Connection* c = server_->find(id);
+    if (c && c->is_websocket()) c->close_ws(protocol::kCloseDisconnected, "disconnected by the server");
+  }
+  return ids.size();
+}
+
+void Hub::on_broker_control(std::string_view payload) {
+  std::string user_id;
+  if (!protocol::parse_disconnect_control(payload, &user_id)) {
+    LOG_DEBUG("broker: control message ignored (not understood)");
+    return;
+  }
+  size_t n = disconnect_user(user_id);
+  if (n > 0) LOG_INFO("server API: %zu connections of one user closed 4003", n);
 }
 
 void Hub::error(Connection& c, ErrorCode code, std::string_view message, std::string_view ref) {

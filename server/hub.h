@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,20 @@ class Hub : public BrokerEvents {
   // Releases lingering rooms, retries reads.
   void tick(uint64_t now_ms);
 
+  // Why a chat was not sent (publish_chat): the error code and a human-readable message.
+  struct ChatRefusal {
+    protocol::ErrorCode code;
+    std::string message;
+  };
+  // The one path of every chat, a member's or the server API's: checks the room id, the message and
+  // the user (section 2 rules), the broker (up, chats in flight), and publishes. Returns nullopt when
+  // the chat went to the broker (done is called once, later: 0 and the chat's id, or a negative
+  // BrokerError meaning it was not published), else why not (done is never called).
+  std::optional<ChatRefusal> publish_chat(std::string_view room_id, const protocol::User& user, std::string_view message,
+                                          Broker::PublishDone done);
+  // Closes (4003) every WebSocket of this instance whose user id is user_id. Returns how many.
+  size_t disconnect_user(std::string_view user_id);
+
   // The room's members on every instance (cluster mode), or on this one; done may run at once.
   void room_members(std::string_view room_id, std::function<void(MemberList)> done);
   const Rooms& rooms() const { return *rooms_; }
@@ -40,6 +55,7 @@ class Hub : public BrokerEvents {
   void on_broker_message(std::string_view room, std::string_view payload) override;
   void on_broker_subscribed(std::string_view room) override;
   void on_broker_state(bool up) override;
+  void on_broker_control(std::string_view payload) override;
 
   // Chats sent to the broker and not yet answered, at most (beyond: `unavailable`).
   static constexpr size_t kMaxChatsInFlight = 4096;

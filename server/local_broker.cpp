@@ -155,6 +155,15 @@ bool LocalBroker::lost_after(const RoomLog* log, const MsgId& since) {
   return (log->deleted && since < log->max_deleted) || since < log->created_after;
 }
 
+int LocalBroker::publish_control(std::string_view payload, std::function<void(int status)> done) {
+  if (stopped_) return kBrokerStopped;
+  later([this, p = std::string(payload), done = std::move(done)] {
+    events_->on_broker_control(p);
+    done(kBrokerOk);
+  });
+  return 0;
+}
+
 int LocalBroker::history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) {
   if (stopped_) return kBrokerStopped;
   HistoryRead read;

@@ -34,6 +34,7 @@ class LocalBroker : public Broker {
   int publish_event(std::string_view room, std::string_view payload) override;
   int history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) override;
   int read_after(std::string_view room, std::string_view after, size_t count, HistoryDone done) override;
+  int publish_control(std::string_view payload, std::function<void(int status)> done) override;
   size_t subscriptions() const override { return subscribed_.size(); }
   size_t history_bytes() const { return bytes_; }
 

@@ -32,6 +32,7 @@ const char* bound_name(Bound b) {
     case Bound::MembersListed: return "members_listed";
     case Bound::HeldEvents: return "held_events";
     case Bound::ChatsInFlight: return "chats_in_flight";
+    case Bound::ApiBody: return "api_body";
     case Bound::kCount: break;
   }
   return "unknown";
@@ -108,6 +109,14 @@ std::string render_metrics(const Metrics& m, const Gauges& g) {
   }
   snprintf(buf, sizeof(buf), "roomcast_publish_delivery_ms_sum %.17g\nroomcast_publish_delivery_ms_count %llu\n", m.latency_sum_ms, static_cast<unsigned long long>(m.latency_count));
   out += buf;
+  if (!m.api_requests.empty()) {
+    out += "# HELP roomcast_api_requests_total Server API calls (/api/...) by route and status.\n"
+           "# TYPE roomcast_api_requests_total counter\n";
+    for (const auto& [key, n] : m.api_requests) {
+      out.append("roomcast_api_requests_total{route=\"").append(key.first).append("\",status=\"");
+      out.append(std::to_string(key.second)).append("\"} ").append(std::to_string(n)).append("\n");
+    }
+  }
   return out;
 }
 

@@ -2,7 +2,9 @@
 // Rule: counters only go up; gauges are read from their owners when /metrics is rendered.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 
 namespace roomcast::server {
 
@@ -21,6 +23,7 @@ enum class Bound : uint8_t {
   MembersListed,   // more than 1000 members: list cut, membersTruncated
   HeldEvents,      // live events held for readers of a room over its bound: the room re-reads its stream
   ChatsInFlight,   // chats sent to the broker and not answered, over the process's bound: unavailable
+  ApiBody,         // a server API request body over 64 KiB: 413
   kCount
 };
 // The label value of a bound ("max_outbound", ...).
@@ -47,6 +50,9 @@ struct Metrics {
 
   uint64_t bound_hits[static_cast<int>(Bound::kCount)] = {};
   bool bound_logged[static_cast<int>(Bound::kCount)] = {};
+
+  // Server API calls (section 9) by route and status: roomcast_api_requests_total{route=..,status=..}.
+  std::map<std::pair<std::string, int>, uint64_t> api_requests;
 
   void observe_latency(double ms);
   // Counts one bite of bound b; logs `detail` (a warning) the first time only.

@@ -265,6 +265,7 @@ class RedisBroker : public Broker {
     cb.on_message = [this](std::string_view channel, std::string_view payload) {
       std::string_view room;
       if (room_of(channel, &room)) events_->on_broker_message(room, payload);
+      else if (channel == control_channel()) events_->on_broker_control(payload);
     };
     cb.on_subscribed = [this](std::string_view channel) {
       std::string_view room;
@@ -277,6 +278,10 @@ class RedisBroker : public Broker {
   int start() override {
     uint64_t every = std::max<uint64_t>(instance_ttl_ms_ / 3, 100);
     uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->heartbeat(); }, every, every);
+    // The control channel (server API, section 9) is wanted for the process's life: the client
+    // subscribes it again after every reconnect, like the rooms.
+    client_->subscribe(control_channel());
+    control_wanted_ = true;
     return client_->start() == 0 ? 0 : kBrokerFailed;
   }
 
@@ -340,7 +345,11 @@ class RedisBroker : public Broker {
   void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
   void unsubscribe(std::string_view room) override { client_->unsubscribe(channel(room)); }
   uint64_t reconnects() const override { return client_->stats().reconnects; }
-  size_t subscriptions() const override { return client_->stats().subscriptions; }
+  // Rooms only: the control channel is not a room's subscription.
+  size_t subscriptions() const override {
+    size_t n = client_->stats().subscriptions;
+    return control_wanted_ && n > 0 ? n - 1 : n;
+  }
 
   int publish_chat(std::string_view room, std::string_view prefix, std::string_view suffix, PublishDone done) override {
     if (!up()) return kBrokerDown;
@@ -378,6 +387,13 @@ class RedisBroker : public Broker {
     return eval(kReadAfterScript.c_str(), {stream}, {after, n}, [done = std::move(done)](int status, const redis::Value& reply) {
       read_reply(status, reply, false, done);
     });
+  }
+
+  int publish_control(std::string_view payload, std::function<void(int status)> done) override {
+    if (!up()) return kBrokerDown;
+    return broker_status(client_->command({"PUBLISH", control_channel(), payload}, [done = std::move(done)](int status, const redis::Value& reply) {
+      done(status < 0 ? broker_status(status) : status != 0 || reply.is_error() ? kBrokerFailed : kBrokerOk);
+    }));
   }
 
   int publish_event(std::string_view room, std::string_view payload) override {
@@ -550,6 +566,7 @@ class RedisBroker : public Broker {
   }
 
   std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
+  std::string control_channel() const { return prefix_ + "roomcast:control"; }
   std::string members_key(std::string_view room) const { return channel(room) + ":members"; }
   std::string member_entry(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
   std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
@@ -609,6 +626,7 @@ class RedisBroker : public Broker {
   bool first_heartbeat_ = true;           // the next heartbeat is this process's first
   bool resolving_ = false;                // a resolve script is in flight
   bool time_pending_ = false;             // become_ready()'s TIME is in flight
+  bool control_wanted_ = false;           // the control channel is subscribed (from start() on)
   int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
   uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
   std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number

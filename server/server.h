@@ -48,6 +48,11 @@ class Server {
   uv_buf_t read_buffer() { return uv_buf_init(read_buf_.get(), kReadBufferSize); }
   void mark_dirty(Connection* c);
   Connection* find(uint64_t id) const;
+  // Calls f(Connection&) for every connection; f must not close any (collect, then close).
+  template <typename F>
+  void for_each_connection(F f) const {
+    for (const auto& entry : connections_) f(*entry.second);
+  }
   size_t connection_count() const { return connections_.size(); }
   size_t websocket_count() const;
   // Connections upgraded to WebSocket and not yet freed (closing ones too): what --max-connections bounds.

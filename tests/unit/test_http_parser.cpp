@@ -213,6 +213,15 @@ void test_post_body(void**) {
   EXPECT(o.ends[0] == in.size(), "ends at %zu", o.ends[0]);
 }
 
+void test_api_post_body(void**) {
+  std::string body(64 * 1024, 'b');
+  std::string in = "POST /api/publish HTTP/1.1\r\nHost: a\r\nContent-Length: 65536\r\n\r\n" + body + kGet;
+  Outcome o = drive_all(in, "64 KiB API body then GET");
+  REQUIRE(o.requests.size() == 2, "got %s status %d after %zu requests", result_name(o.last), o.status, o.requests.size());
+  EXPECT(o.requests[0].body == body, "body of %zu bytes", o.requests[0].body.size());
+  EXPECT(o.requests[1].target == "/" && o.requests[1].body.empty(), "the pipelined GET is its own request");
+}
+
 void test_keep_alive_table(void**) {
   struct Row {
     const char* head;
@@ -263,6 +272,12 @@ void test_error_table(void**) {
       {"POST body over 1 KiB", "POST /create-room HTTP/1.1\r\nContent-Length: 1025\r\n\r\n" + std::string(1025, 'x'), 400},
       {"POST announcing a huge body", "POST /create-room HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 400},
       {"two Content-Lengths", "POST /create-room HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+      {"API POST body over 64 KiB", "POST /api/publish HTTP/1.1\r\nContent-Length: 65537\r\n\r\n" + std::string(65537, 'x'), 413},
+      {"API POST announcing a huge body", "POST /api/publish HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
+      {"API POST with Transfer-Encoding", "POST /api/publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"API POST with TE and a huge length", "POST /api/publish HTTP/1.1\r\nContent-Length: 99999999\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"body on an API GET", "GET /api/rooms/r HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 400},
+      {"/apix is not the API", "POST /apix HTTP/1.1\r\nContent-Length: 1025\r\n\r\n" + std::string(1025, 'x'), 400},
       {"space in a header name", "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
       {"space before the colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
       {"empty header name", "GET / HTTP/1.1\r\n: x\r\n\r\n", 400},
@@ -451,6 +466,7 @@ int main() {
       TEST(test_fresh_parser_not_in_progress),
       TEST(test_request_fields),
       TEST(test_post_body),
+      TEST(test_api_post_body),
       TEST(test_keep_alive_table),
       TEST(test_error_table),
       TEST(test_leading_empty_lines_keep_the_checks),
