@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <jwt.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -56,6 +58,24 @@ bool valid_pattern(std::string_view p) {
     return p.empty() || protocol::valid_room_id(p);
   }
   return protocol::valid_room_id(p);
+}
+
+// HS256 checked in constant time before libjwt sees the token (whose own comparison is not promised to
+// be constant-time): a wrong signature never reaches a byte-by-byte compare.
+bool hmac_matches(const std::string& token, const std::string& secret) {
+  size_t dot = token.rfind('.');
+  if (dot == std::string::npos) return false;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(token.data()),
+            dot, mac, &mac_len))
+    return false;
+  unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  int n = EVP_EncodeBlock(b64, mac, static_cast<int>(mac_len));
+  while (n > 0 && b64[n - 1] == '=') n--;
+  for (int i = 0; i < n; i++) b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+  std::string_view sig = std::string_view(token).substr(dot + 1);
+  return sig.size() == static_cast<size_t>(n) && CRYPTO_memcmp(sig.data(), b64, sig.size()) == 0;
 }
 
 bool read_file(const std::string& path, std::string* out) {
@@ -226,6 +246,7 @@ AuthRefusal Verifier::verify(std::string_view token, int64_t now_s, AuthGrant* g
   // 2. Verification with the key, the algorithm being the key's own.
   JwtPtr verified;
   for (const Key* k : candidates) {
+    if (k->type == KeyType::Hmac && !hmac_matches(text, k->material)) continue;
     jwt_t* j = nullptr;
     int r = jwt_decode(&j, text.c_str(), reinterpret_cast<const unsigned char*>(k->material.data()),
                        static_cast<int>(k->material.size()));
@@ -360,18 +381,16 @@ int64_t parse_duration(const std::string& v) {
 const char* kTokenUsage =
     "Usage: roomcast token --secret SECRET --sub USER_ID [--name NAME] [--rooms 'support-*,lobby']\n"
     "                      [--ttl 1h] [--kid KID] [--aud AUDIENCE] [--iss ISSUER]\n\n"
-    "Prints an HS256 token signed with SECRET (environment ROOMCAST_JWT_SECRET when --secret is not given),\n"
+    "Prints an HS256 token signed with SECRET (environment ROOMCAST_JWT_SECRET when --secret is not given;\n"
+    "KID=SECRET, as the server takes it, also sets the kid; --kid wins),\n"
     "for trying authentication out and for tests. --ttl: seconds, or a number with s, m, h or d (default 1h).\n";
 
 }  // namespace
 
 int token_command(int argc, char** argv) {
   MintOptions o;
-  if (const char* env = getenv("ROOMCAST_JWT_SECRET")) {
-    std::string kid;
-    split_kid(env, &kid, &o.secret);
-  }
-  std::string ttl = "1h", rooms;
+  if (const char* env = getenv("ROOMCAST_JWT_SECRET")) split_kid(env, &o.kid, &o.secret);  // KID=SECRET names the kid too
+  std::string ttl = "1h", rooms, explicit_kid;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -389,12 +408,12 @@ int token_command(int argc, char** argv) {
       fprintf(stderr, "roomcast token: %s needs a value\n%s", a.c_str(), kTokenUsage);
       return 2;
     }
-    if (a == "--secret") o.secret = value;
+    if (a == "--secret") split_kid(value, &o.kid, &o.secret);  // (an explicit --kid is applied below)
     else if (a == "--sub") o.sub = value;
     else if (a == "--name") o.name = value;
     else if (a == "--rooms") rooms = value;
     else if (a == "--ttl") ttl = value;
-    else if (a == "--kid") o.kid = value;
+    else if (a == "--kid") explicit_kid = value;
     else if (a == "--aud") o.audience = value;
     else if (a == "--iss") o.issuer = value;
     else {
@@ -402,6 +421,7 @@ int token_command(int argc, char** argv) {
       return 2;
     }
   }
+  if (!explicit_kid.empty()) o.kid = explicit_kid;
   if (o.secret.empty() || o.sub.empty()) {
     fprintf(stderr, "roomcast token: --secret and --sub are required\n%s", kTokenUsage);
     return 2;
