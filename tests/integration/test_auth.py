@@ -357,6 +357,15 @@ class TokenCommand(AuthTestCase):
         await ws.send({"type": "join", "roomId": "nope"})
         await ws.expect_error("unauthorized")
 
+    async def test_secret_from_the_environment_names_its_kid(self):
+        token = roomcast_token("--sub", "erin", "--aud", AUD, "--iss", ISS, env={"ROOMCAST_JWT_SECRET": "s2=" + SECRET2})
+        self.assertEqual(json.loads(b64url_decode(token.split(".")[0]))["kid"], "s2")
+        ws = await self.authed(token)
+        await ws.send({"type": "hello", "user": {"id": "x", "name": "x"}})
+        await ws.expect("hello", user={"id": "erin", "name": "erin"})
+        token = roomcast_token("--kid", "s1", "--secret", "s2=" + SECRET1, "--sub", "erin")
+        self.assertEqual(json.loads(b64url_decode(token.split(".")[0]))["kid"], "s1", "--kid wins")
+
     async def test_bad_arguments(self):
         for args in ([], ["--secret", SECRET1], ["--secret", SECRET1, "--sub", "a b"],
                      ["--secret", SECRET1, "--sub", "a", "--ttl", "soon"], ["--secret", SECRET1, "--sub", "a", "--bogus", "1"]):
