@@ -14,8 +14,8 @@ import subprocess
 import tempfile
 import time
 
-from roomcast_harness import (TIMEOUT, RoomcastServer, RoomcastTestCase, free_port, handshake_request, req,
-                              server_binary, unique)
+from roomcast_harness import (TIMEOUT, RoomcastServer, RoomcastTestCase, free_port, handshake_request, http_request,
+                              req, server_binary, unique)
 
 SECRET1 = "first-secret-0123456789"
 SECRET2 = "second-secret-9876543210"
@@ -458,6 +458,19 @@ class EnvironmentKeys(RoomcastTestCase):
         no = await self.http(handshake_request("/ws", self.port))
         self.assertEqual(no.status, 401)
 
+    async def test_command_line_replaces_the_environment(self):
+        server = RoomcastServer(["--jwt-secret", SECRET2], name="cli-over-env", env={"ROOMCAST_JWT_SECRET": SECRET1})
+        try:
+            server.start()
+            p = {"sub": "erin", "exp": int(time.time()) + 600}
+            refused = await http_request(server.port, handshake_request("/ws?token=" + hs256(p, SECRET1, kid=None), server.port))
+            self.assertEqual(refused.status, 401)
+            ok = await http_request(server.port, handshake_request("/ws?token=" + hs256(p, SECRET2, kid=None), server.port))
+            self.assertEqual(ok.status, 101)
+            server.stop()
+        finally:
+            server.cleanup()
+
     def test_bad_key_settings_stop_the_start(self):
         for args in (["--jwt-secret", "short"], ["--jwt-public-key", "/nonexistent.pem"]):
             with self.subTest(args=args):
@@ -466,3 +479,16 @@ class EnvironmentKeys(RoomcastTestCase):
                 self.assertNotEqual(out.returncode, 0)
                 self.assertIn(b"authentication", out.stdout)
                 self.assertNotIn(b"short", out.stdout.replace(b"--jwt-secret", b""))
+
+
+class AuthOff(RoomcastTestCase):
+    """Without a key nothing of section 8 applies: tokens are ignored, refresh is bad_request."""
+
+    async def test_tokens_ignored_refresh_refused(self):
+        c = await self.client("/ws?token=garbage&name=Zed")
+        await c.send({"type": "hello", "user": {"id": "zed", "name": "Zed"}})
+        await c.expect("hello")
+        await c.send({"type": "refresh", "token": hs256(claims())})
+        await c.expect_error("bad_request")
+        resp = await self.get("/rooms/lobby", [("Authorization", "Bearer garbage")])
+        self.assertEqual(resp.status, 200, resp)
