@@ -426,6 +426,10 @@ int token_command(int argc, char** argv) {
     fprintf(stderr, "roomcast token: --secret and --sub are required\n%s", kTokenUsage);
     return 2;
   }
+  if (o.secret.size() < 16) {
+    fprintf(stderr, "roomcast token: the secret needs at least 16 bytes (the server refuses shorter ones)\n");
+    return 2;
+  }
   if (!protocol::valid_user_id(o.sub)) {
     fprintf(stderr, "roomcast token: --sub must be 1-64 characters of A-Z a-z 0-9 _ - . :\n");
     return 2;

@@ -367,7 +367,7 @@ class TokenCommand(AuthTestCase):
         self.assertEqual(json.loads(b64url_decode(token.split(".")[0]))["kid"], "s1", "--kid wins")
 
     async def test_bad_arguments(self):
-        for args in ([], ["--secret", SECRET1], ["--secret", SECRET1, "--sub", "a b"],
+        for args in ([], ["--secret", SECRET1], ["--secret", SECRET1, "--sub", "a b"], ["--secret", "short", "--sub", "a"],
                      ["--secret", SECRET1, "--sub", "a", "--ttl", "soon"], ["--secret", SECRET1, "--sub", "a", "--bogus", "1"]):
             with self.subTest(args=args):
                 out = subprocess.run([server_binary(), "token"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
