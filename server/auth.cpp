@@ -326,7 +326,9 @@ AuthRefusal Verifier::check_claims(const std::string& claims_json, int64_t now_s
     }
   }
   // A connection lives until exp + leeway (the same instant a new upgrade with it would be refused).
-  g.exp = has_exp ? static_cast<int64_t>(exp) : 0;
+  // An exp past the year 9999 is kept as that year: later values would overflow the milliseconds of the expiry heap.
+  constexpr double kLatestExp = 253402300799.0;
+  g.exp = has_exp ? static_cast<int64_t>(exp < kLatestExp ? exp : kLatestExp) : 0;
   *grant = std::move(g);
   return AuthRefusal::None;
 }

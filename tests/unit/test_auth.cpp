@@ -188,6 +188,8 @@ void test_grant(void**) {
   REQUIRE(v.verify(hs(kHs, claims(), kSecret), kNow, &g) == AuthRefusal::None, "valid");
   EXPECT(g.user.name == "alice", "name defaults to sub: %s", g.user.name.c_str());
   EXPECT(!g.rooms_limited && g.may_enter("anything"), "no rooms claim: every room");
+  REQUIRE(v.verify(hs(kHs, R"({"sub":"alice","exp":1e300})", kSecret), kNow, &g) == AuthRefusal::None, "valid");
+  EXPECT(g.exp == 253402300799, "a huge exp is kept as the year 9999: %lld", (long long)g.exp);
   REQUIRE(v.verify(hs(kHs, claims(R"("rooms":["*"])"), kSecret), kNow, &g) == AuthRefusal::None, "valid");
   EXPECT(g.may_enter("x"), "a lone * allows every room");
   REQUIRE(v.verify(hs(kHs, claims(R"("rooms":[])"), kSecret), kNow, &g) == AuthRefusal::None, "valid");
