@@ -246,6 +246,13 @@ bool parse_client_message(std::string_view text, ClientMessage* msg, MessageErro
     msg->type = MsgType::Ping;
     return true;
   }
+  if (t == "refresh") {
+    msg->type = MsgType::Refresh;
+    const rapidjson::Value* tok = field(doc, "token");
+    if (!tok || !tok->IsString()) return fail(err, ErrorCode::BadRequest, "refresh needs token (a string)");
+    msg->token.assign(tok->GetString(), tok->GetStringLength());
+    return true;
+  }
   return fail(err, ErrorCode::UnknownType, "unknown type");
 }
 
@@ -368,6 +375,21 @@ std::string encode_ack(std::string_view ref, std::string_view id) {
   put_ref(w, ref);
   key(w, "id");
   put(w, id);
+  w.EndObject();
+  return done(buf);
+}
+
+std::string encode_refreshed(int64_t exp, std::string_view ref) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  key(w, "type");
+  put(w, "refreshed");
+  if (exp > 0) {
+    key(w, "exp");
+    w.Int64(exp);
+  }
+  put_ref(w, ref);
   w.EndObject();
   return done(buf);
 }

@@ -17,7 +17,7 @@ constexpr size_t kMaxRefBytes = 64;
 // and the parser must not follow a client's nesting without bound.
 constexpr int kMaxJsonDepth = 64;
 
-enum class MsgType { Hello, Create, Join, Leave, Chat, Ping };
+enum class MsgType { Hello, Create, Join, Leave, Chat, Ping, Refresh };
 
 enum class ErrorCode { BadJson, BadRequest, UnknownType, BadRoom, NotMember, TooLarge, RateLimited, Unavailable, Unauthorized };
 
@@ -31,6 +31,7 @@ struct ClientMessage {
   std::optional<User> user;         // a valid user, when the message carried one (id empty: name only)
   std::optional<std::string> since; // Join: resume after this message id
   std::string ref;                  // the "ref" value as JSON text, or empty
+  std::string token;                // Refresh: the new token (not checked here)
 };
 
 struct MessageError {
@@ -66,6 +67,8 @@ std::string encode_left(std::string_view room_id, std::string_view ref);
 std::string encode_presence(bool join, std::string_view room_id, const User& user);
 std::string encode_ack(std::string_view ref, std::string_view id);
 std::string encode_pong(std::string_view ref);
+// {"type":"refreshed","exp":exp} (exp omitted when 0: the token does not expire).
+std::string encode_refreshed(int64_t exp, std::string_view ref);
 std::string encode_error(ErrorCode code, std::string_view message, std::string_view ref);
 
 // A chat event without its id: append the id and kChatEventSuffix to complete it. The id is the last

@@ -24,6 +24,7 @@ enum WsCloseCode : uint16_t {
   kClosePolicy = 1008,
   kCloseTooBig = 1009,
   kCloseInternalError = 1011,
+  kCloseTokenExpired = 4001,  // PROTOCOL.md section 8: the token's exp passed without a refresh
 };
 
 struct WsLimits {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libuv1-dev libwslay-dev libhiredis-dev node-llhttp libcmocka-dev
-  rapidjson-dev libssl-dev
+  rapidjson-dev libssl-dev libjwt-dev
   redis-server
   python3 python3-websockets
   chromium

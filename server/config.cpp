@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <set>
 
 #include "server/log.h"
 
@@ -23,7 +24,9 @@ namespace roomcast::server {
 
 namespace {
 
-enum class Kind { Text, Int, Size, Seconds, List, Level };
+// List: comma-separated, the last occurrence wins. Repeat: each occurrence adds one item (values may hold
+// commas); the command line's occurrences replace the environment's.
+enum class Kind { Text, Int, Size, Seconds, List, Repeat, Level };
 
 struct Setting {
   const char* flag;     // --name
@@ -53,6 +56,11 @@ const std::vector<Setting>& table() {
       {"instance-ttl", "ROOMCAST_INSTANCE_TTL", Kind::Seconds, 1, 30, "Redis: an instance whose heartbeat is this old is dead; the others send its members' presence leave (default 30)", [](Config& c) -> void* { return &c.instance_ttl; }},
       {"shutdown-grace", "ROOMCAST_SHUTDOWN_GRACE", Kind::Seconds, 0, 60, "seconds to finish closing handshakes on SIGTERM before dropping connections (default 3)", [](Config& c) -> void* { return &c.shutdown_grace; }},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
+      {"jwt-secret", "ROOMCAST_JWT_SECRET", Kind::Repeat, 0, 0, "HS256 secret (at least 16 bytes), or KID=SECRET; repeat for rotation. Any key turns authentication on", [](Config& c) -> void* { return &c.jwt_secrets; }},
+      {"jwt-public-key", "ROOMCAST_JWT_PUBLIC_KEY", Kind::Repeat, 0, 0, "PEM public key file (RSA: RS256, EC P-256: ES256), or KID=PATH; repeatable; SIGHUP reloads", [](Config& c) -> void* { return &c.jwt_public_keys; }},
+      {"jwt-audience", "ROOMCAST_JWT_AUDIENCE", Kind::Text, 0, 0, "tokens must name this in aud (default: aud not checked)", [](Config& c) -> void* { return &c.jwt_audience; }},
+      {"jwt-issuer", "ROOMCAST_JWT_ISSUER", Kind::Text, 0, 0, "tokens must have this iss (default: iss not checked)", [](Config& c) -> void* { return &c.jwt_issuer; }},
+      {"jwt-leeway", "ROOMCAST_JWT_LEEWAY", Kind::Int, 0, 3600, "seconds of clock leeway for exp, nbf and iat (default 60)", [](Config& c) -> void* { return &c.jwt_leeway; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
       {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
       {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
@@ -81,6 +89,9 @@ bool set_value(const Setting& s, const char* value, Config* c) {
       }
       return true;
     }
+    case Kind::Repeat:
+      static_cast<std::vector<std::string>*>(f)->push_back(value);
+      return true;
     case Kind::Level: {
       int level = log_level_from_name(value);
       if (level < 0) return false;
@@ -121,7 +132,9 @@ std::string bounds(const Setting& s) {
 std::string config_help() {
   std::string h =
       "roomcast " ROOMCAST_VERSION " - room-based real-time chat over WebSocket\n\n"
-      "Usage: roomcast [options]\n\n"
+      "Usage: roomcast [options]\n"
+      "       roomcast token --secret SECRET --sub USER_ID [--name NAME] [--rooms 'a-*,b'] [--ttl 1h] [--kid KID]\n"
+      "                      (prints a signed HS256 token for trying authentication out; see roomcast token --help)\n\n"
       "Every option can also be set by the environment variable shown; the command line wins.\n\n";
   for (const Setting& s : table()) {
     char line[512];
@@ -131,7 +144,9 @@ std::string config_help() {
   h += "  --help                                    this text\n"
        "  --version                                 print the version\n\n"
        "Without --redis one process serves everything in memory. With it, any number of instances\n"
-       "(on one port with SO_REUSEPORT, or on many machines) share rooms through Redis Pub/Sub.\n";
+       "(on one port with SO_REUSEPORT, or on many machines) share rooms through Redis Pub/Sub.\n"
+       "With --jwt-secret or --jwt-public-key, WebSockets (?token= or Authorization: Bearer) and the room\n"
+       "API (Authorization: Bearer) need a valid JWT; identity and allowed rooms come from it (docs/auth.md).\n";
   return h;
 }
 
@@ -145,6 +160,7 @@ int parse_config(int argc, char** argv, Config* out) {
       return -1;
     }
   }
+  std::set<std::string> repeated;  // Repeat settings given on the command line
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -180,6 +196,10 @@ int parse_config(int argc, char** argv, Config* out) {
         return -1;
       }
       value = argv[++i];
+    }
+    if (found->kind == Kind::Repeat && !repeated.count(found->flag)) {
+      static_cast<std::vector<std::string>*>(found->field(c))->clear();  // the environment's value yields
+      repeated.insert(found->flag);
     }
     if (!set_value(*found, value.c_str(), &c)) {
       fprintf(stderr, "roomcast: bad value '%s' for --%s: %s%s\n", value.c_str(), name.c_str(), found->help,

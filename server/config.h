@@ -28,6 +28,12 @@ struct Config {
   int log_level = 2;                       // 0 error .. 3 debug
   std::string instance_id;                 // host:pid unless given
   double shutdown_grace = 3.0;             // seconds to flush closes on SIGTERM
+  // Authentication (section 8): on as soon as one key is given.
+  std::vector<std::string> jwt_secrets;      // "SECRET" or "KID=SECRET" (HS256), one per --jwt-secret
+  std::vector<std::string> jwt_public_keys;  // "PATH" or "KID=PATH" (PEM), one per --jwt-public-key
+  std::string jwt_audience;                  // checked against aud when set
+  std::string jwt_issuer;                    // checked against iss when set
+  int jwt_leeway = 60;                       // seconds of clock leeway for exp, nbf, iat
 };
 
 // Parses argv over the environment over the defaults. Returns 0, 1 when --help or --version was

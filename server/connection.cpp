@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "protocol/http_path.h"
 #include "server/hub.h"
 #include "server/http_routes.h"
 #include "server/log.h"
@@ -63,6 +64,7 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener) {
   Connection* c = new Connection(server, 0);
   uv_tcp_init(server->loop(), &c->tcp_);
   c->tcp_.data = c;
+  c->token_expiry.owner = c;
   int r = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp_));
   if (r == 0) r = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
   c->reading_ = r == 0;
@@ -210,6 +212,24 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
     close_after_flush_ = true;
     return;
   }
+  AuthGrant grant;
+  if (server_->auth_on()) {
+    // The token is checked before any WebSocket state exists: a refusal is a plain HTTP answer.
+    std::string_view token;
+    if (const std::string* h = req.header("authorization")) token = bearer_token(*h);
+    std::optional<std::string> query_token;
+    if (token.empty()) {
+      std::string_view path, query;
+      protocol::split_target(req.target, &path, &query);
+      query_token = protocol::query_param(query, "token");
+      if (query_token) token = *query_token;
+    }
+    if (server_->check_token(token, &grant, "upgrade") != AuthRefusal::None) {
+      send(make_error_response(401, "a valid token is needed (?token= or Authorization: Bearer)"));
+      close_after_flush_ = true;
+      return;
+    }
+  }
   if (server_->upgraded_count() >= static_cast<size_t>(server_->config().max_connections)) {
     server_->metrics().bound_hit(Bound::MaxConnections, "WebSocket upgrades refused with 503 (--max-connections)");
     send(make_error_response(503, "too many WebSocket connections on this instance; try again later"));
@@ -224,6 +244,7 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
   upgraded_ = true;
   server_->upgrade_opened();
   server_->active_deadlines.push(&deadline, server_->now_ms());
+  if (server_->auth_on()) set_grant(std::move(grant));
   server_->hub().on_open(*this, target);
   if (rest_len > 0 && state_ == State::WebSocket) on_ws(rest, rest_len);
 }
@@ -331,7 +352,27 @@ void Connection::close_ws(uint16_t code, std::string_view reason) {
   if (close_received_) close_after_flush_ = true;
 }
 
+void Connection::set_grant(AuthGrant grant) {
+  if (!authenticated_) {
+    user_ = grant.user;  // the token is the identity; a refresh (same sub) keeps the name shown to others
+    identified_ = true;
+    authenticated_ = true;
+  }
+  grant_ = std::move(grant);
+  if (grant_.exp > 0 && state_ == State::WebSocket)
+    server_->token_expiries.set(&token_expiry, (grant_.exp + server_->config().jwt_leeway) * 1000);
+  else
+    server_->token_expiries.remove(&token_expiry);
+}
+
+void Connection::on_token_expired() {
+  if (state_ != State::WebSocket) return;
+  LOG_DEBUG("conn %llu: token expired: closing 4001", (unsigned long long)id_);
+  close_ws(protocol::kCloseTokenExpired, "token expired");
+}
+
 void Connection::enter_closing() {
+  server_->token_expiries.remove(&token_expiry);
   state_ = State::Closing;
   server_->closing_deadlines.push(&deadline, server_->now_ms());
   server_->hub().on_close(*this);
@@ -342,6 +383,7 @@ void Connection::close_now() {
   if (state_ == State::WebSocket) server_->hub().on_close(*this);
   state_ = State::Closed;
   DeadlineList::remove(&deadline);
+  server_->token_expiries.remove(&token_expiry);
   drop_pending();
   http_backlog_.clear();
   update_reading();

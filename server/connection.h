@@ -24,7 +24,9 @@
 #include "protocol/http_parser.h"
 #include "protocol/ids.h"
 #include "protocol/ws_codec.h"
+#include "server/auth.h"
 #include "server/deadlines.h"
+#include "server/expiry.h"
 #include "server/room.h"
 #include "server/shared_buf.h"
 
@@ -60,6 +62,14 @@ class Connection : public Member {
   // Takes one token of the rate limit. Returns false when none is left.
   bool take_token(uint64_t now_ms, bool* flooding);
 
+  // Authentication: the grant of the connection's token (identity, rooms, exp), when auth is on.
+  bool authenticated() const { return authenticated_; }
+  const AuthGrant& grant() const { return grant_; }
+  // Takes a verified grant: the identity at the upgrade (fixed from then on), its rooms and expiry.
+  void set_grant(AuthGrant grant);
+  // The token's exp (+ leeway) passed without a refresh: close 4001.
+  void on_token_expired();
+
   protocol::User& user() { return user_; }
   bool identified() const { return identified_; }
   void set_identified() { identified_ = true; }
@@ -74,6 +84,7 @@ class Connection : public Member {
   Connection* next_dirty = nullptr;  // the server's list of connections with queued bytes
   bool dirty = false;                // in that list
   DeadlineHook deadline;             // in one of the server's deadline lists
+  ExpiryHook token_expiry;           // in the server's token_expiries while its token can expire
 
  private:
   friend struct ConnectionIo;
@@ -109,13 +120,15 @@ class Connection : public Member {
   std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
   size_t pending_bytes_ = 0;                      // total size of pending_
   uint32_t writes_in_flight_ = 0;                 // uv_write requests not yet called back
-  protocol::User user_;                           // identity (anonymous until named)
+  protocol::User user_;                           // identity (anonymous until named; the token's user with auth)
+  AuthGrant grant_;                               // the current token's grant (authenticated_ only)
   double tokens_ = 0;                             // rate-limit bucket
   uint64_t refill_ms_ = 0;                        // last refill, loop ms
   uint64_t refused_since_ms_ = 0;                 // start of the current 10 s refusal window
   uint32_t refused_ = 0;                          // refusals in that window
   State state_ = State::Http;
   bool identified_ = false;                       // the user was named by the client (first identity sticks)
+  bool authenticated_ = false;                    // the upgrade carried a valid token (auth on)
   bool close_after_flush_ = false;                // close the socket once everything queued is written
   bool awaiting_response_ = false;                // an HTTP answer is being prepared; input waits
   bool output_held_ = false;                      // HTTP answers queued over --max-outbound; input waits

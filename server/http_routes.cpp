@@ -42,6 +42,8 @@ const char* kPageHeaders =
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'\r\n";
 
+const char* kBearerChallenge = "WWW-Authenticate: Bearer realm=\"roomcast\"\r\n";
+
 // The head is built as a string of any length: a long header (the page's CSP) is never cut short.
 SharedBuf* response(int status, const char* type, std::string_view body, bool keep_alive, bool head = false,
                     const char* extra = "") {
@@ -117,7 +119,8 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
 }  // namespace
 
 SharedBuf* make_error_response(int status, std::string_view reason) {
-  const char* code = status == 431   ? "too_large"
+  const char* code = status == 401   ? "unauthorized"
+                     : status == 431 ? "too_large"
                      : status == 403 ? "forbidden"
                      : status == 404 ? "not_found"
                      : status == 413 ? "too_large"
@@ -125,7 +128,9 @@ SharedBuf* make_error_response(int status, std::string_view reason) {
                      : status == 503 ? "unavailable"
                                      : "bad_request";
   return response(status, "application/json", protocol::error_body(code, reason), false, false,
-                  status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");
+                  status == 426   ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+                  : status == 401 ? kBearerChallenge
+                                  : "");
 }
 
 SharedBuf* make_json_response(int status, std::string_view body, bool keep_alive) {
@@ -151,11 +156,35 @@ protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::H
   return protocol::check_handshake(req, server.config().allow_origin);
 }
 
+// With authentication on, the room API needs Authorization: Bearer (section 8). Returns nullptr when the
+// request may go on, else the 401 answer. creating: POST /create-room; else room is the room asked about.
+static SharedBuf* refuse_unauthorized(Server& server, const protocol::HttpRequest& req, bool creating, std::string_view room) {
+  if (!server.auth_on()) return nullptr;
+  std::string_view token;
+  if (const std::string* h = req.header("authorization")) token = bearer_token(*h);
+  AuthGrant grant;
+  const char* why = nullptr;
+  if (server.check_token(token, &grant, "http") != AuthRefusal::None) why = "a valid token is needed (Authorization: Bearer)";
+  else if (creating && grant.rooms_limited) why = "a token with a rooms claim may not create rooms";
+  else if (!creating && protocol::valid_room_id(room) && !grant.may_enter(room)) why = "the token does not allow this room";
+  if (!why) return nullptr;
+  bool head = req.method == "HEAD";
+  return response(401, "application/json", protocol::error_body("unauthorized", why), req.keep_alive, head, kBearerChallenge);
+}
+
 void route_http(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply) {
   std::string_view path, query;
   protocol::split_target(req.target, &path, &query);
   if (is_api_path(path)) return route_api(server, req, path, std::move(reply));
   bool get = req.method == "GET" || req.method == "HEAD";
+  std::string_view room;
+  bool room_api = false;
+  if (get && path.rfind("/rooms/", 0) == 0) room = path.substr(7), room_api = true;
+  else if (get && path.rfind("/join-room/", 0) == 0) room = path.substr(11), room_api = true;
+  else if (req.method == "POST" && path == "/create-room") room_api = true;
+  if (room_api) {
+    if (SharedBuf* refused = refuse_unauthorized(server, req, !get, room)) return reply(refused);
+  }
   if (get && path.rfind("/rooms/", 0) == 0) return room_info(server, path.substr(7), req.keep_alive, req.method == "HEAD", std::move(reply));
   if (get && path.rfind("/join-room/", 0) == 0) return room_info(server, path.substr(11), req.keep_alive, req.method == "HEAD", std::move(reply));
   reply(route_sync(server, req, path));

@@ -59,7 +59,9 @@ void Hub::attach(Broker* broker) {
 void Hub::on_open(Connection& c, std::string_view target) {
   std::string_view path, query;
   protocol::split_target(target, &path, &query);
-  if (auto name = protocol::query_param(query, "name")) {
+  // With a token, ?name= cannot change the identity (section 8).
+  auto name = c.authenticated() ? std::nullopt : protocol::query_param(query, "name");
+  if (name) {
     if (protocol::valid_user_name(*name)) {
       c.user().name = *name;
       c.set_identified();
@@ -96,6 +98,10 @@ void Hub::on_message(Connection& c, std::string_view text) {
   switch (m.type) {
     case MsgType::Hello: hello(c, m); break;
     case MsgType::Create: {
+      if (c.authenticated() && c.grant().rooms_limited) {
+        error(c, ErrorCode::Unauthorized, "a token with a rooms claim may not create rooms", m.ref);
+        return;
+      }
       if (c.room_slots().size() >= static_cast<size_t>(server_->config().max_rooms)) {
         error(c, ErrorCode::BadRequest, "too many rooms on one connection (--max-rooms " + std::to_string(server_->config().max_rooms) + "); leave one first", m.ref);
         return;
@@ -117,6 +123,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
     case MsgType::Leave: leave(c, m.room_id, m.ref); break;
     case MsgType::Chat: chat(c, m); break;
     case MsgType::Ping: c.send_text(protocol::encode_pong(m.ref)); break;
+    case MsgType::Refresh: refresh(c, m); break;
   }
 }
 
@@ -132,7 +139,30 @@ void Hub::adopt_user(Connection& c, const std::optional<User>& user) {
   c.set_identified();
 }
 
+void Hub::refresh(Connection& c, const ClientMessage& m) {
+  if (!c.authenticated()) {
+    error(c, ErrorCode::BadRequest, "authentication is off on this server: there is no token to refresh", m.ref);
+    return;
+  }
+  AuthGrant grant;
+  if (server_->check_token(m.token, &grant, "refresh") != AuthRefusal::None) {
+    error(c, ErrorCode::Unauthorized, "the token was refused; the current one stays", m.ref);
+    return;
+  }
+  if (grant.user.id != c.user().id) {
+    error(c, ErrorCode::Unauthorized, "the token is for another user; the current one stays", m.ref);
+    return;
+  }
+  int64_t exp = grant.exp;
+  c.set_grant(std::move(grant));
+  c.send_text(protocol::encode_refreshed(exp, m.ref));
+}
+
 void Hub::join(Connection& c, const std::string& room_id, const std::string& ref, const std::optional<std::string>& since) {
+  if (c.authenticated() && !c.grant().may_enter(room_id)) {
+    error(c, ErrorCode::Unauthorized, "the token does not allow room " + room_id, ref);
+    return;
+  }
   if (rooms_->join(c, room_id, ref, since.value_or("")) == Rooms::JoinResult::TooManyRooms) {
     // Every room costs a broker subscription: one connection cannot make an instance hold thousands.
     error(c, ErrorCode::BadRequest, "too many rooms on one connection (--max-rooms " + std::to_string(server_->config().max_rooms) + "); leave one first", ref);
@@ -165,6 +195,10 @@ void Hub::chat(Connection& c, ClientMessage& m) {
       return;
     }
     m.room_id = c.room_slots().front().room->id;
+  }
+  if (c.authenticated() && !c.grant().may_enter(m.room_id)) {
+    error(c, ErrorCode::Unauthorized, "the token does not allow room " + m.room_id, m.ref);
+    return;
   }
   uint64_t conn_id = c.id();
   std::string ref = m.ref;

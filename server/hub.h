@@ -62,6 +62,8 @@ class Hub : public BrokerEvents {
 
  private:
   void hello(Connection& c, const protocol::ClientMessage& m);
+  // A new token for the same sub: its claims (rooms, exp) apply from now on.
+  void refresh(Connection& c, const protocol::ClientMessage& m);
   void join(Connection& c, const std::string& room_id, const std::string& ref, const std::optional<std::string>& since);
   void leave(Connection& c, const std::string& room_id, const std::string& ref);
   void chat(Connection& c, protocol::ClientMessage& m);

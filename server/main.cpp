@@ -1,10 +1,13 @@
 // roomcast: the server binary. Parses the configuration, runs one libuv loop, stops cleanly on a signal.
-// Rule: SIGPIPE is ignored (a reset during a large send must not kill the process); SIGINT/SIGTERM shut down gracefully.
+// Rule: SIGPIPE is ignored (a reset during a large send must not kill the process); SIGINT/SIGTERM shut down gracefully;
+// SIGHUP reloads the JWT key files. `roomcast token ...` mints a token and exits, before any server setting is read.
 #include <signal.h>
+#include <string.h>
 #include <uv.h>
 
 #include <cstdio>
 
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -14,10 +17,16 @@ using namespace roomcast::server;
 namespace {
 
 struct Signals {
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   Server* server;
   int received = 0;
 };
+
+void close_signals(Signals* s) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigint), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigterm), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->sighup), nullptr);
+}
 
 void on_signal(uv_signal_t* h, int signum) {
   Signals* s = static_cast<Signals*>(h->data);
@@ -27,13 +36,15 @@ void on_signal(uv_signal_t* h, int signum) {
   }
   LOG_INFO("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
   s->server->shutdown();
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->sigterm), nullptr);
+  close_signals(s);
 }
+
+void on_sighup(uv_signal_t* h, int) { static_cast<Signals*>(h->data)->server->reload_keys(); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "token") == 0) return token_command(argc - 1, argv + 1);
   Config config;
   int r = parse_config(argc, argv, &config);
   if (r != 0) return r > 0 ? 0 : 2;
@@ -47,16 +58,17 @@ int main(int argc, char** argv) {
   signals.server = &server;
   uv_signal_init(loop, &signals.sigint);
   uv_signal_init(loop, &signals.sigterm);
-  signals.sigint.data = signals.sigterm.data = &signals;
+  uv_signal_init(loop, &signals.sighup);
+  signals.sigint.data = signals.sigterm.data = signals.sighup.data = &signals;
   uv_signal_start(&signals.sigint, on_signal, SIGINT);
   uv_signal_start(&signals.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&signals.sighup, on_sighup, SIGHUP);
 
   int exit_code = 0;
   if (server.start() != 0) {
     exit_code = 1;
     server.shutdown();
-    uv_close(reinterpret_cast<uv_handle_t*>(&signals.sigint), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&signals.sigterm), nullptr);
+    close_signals(&signals);
   } else {
     LOG_INFO("roomcast %s listening on http://%s:%d (pid %d, broker %s%s%s, ping %gs, max message %zu, max outbound %zu)",
              ROOMCAST_VERSION, config.host.c_str(), config.port, static_cast<int>(getpid()),

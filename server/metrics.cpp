@@ -97,6 +97,12 @@ std::string render_metrics(const Metrics& m, const Gauges& g) {
     out.append("roomcast_bound_hits_total{bound=\"").append(bound_name(static_cast<Bound>(i))).append("\"} ");
     out.append(std::to_string(m.bound_hits[i])).append("\n");
   }
+  out += "# HELP roomcast_auth_refused_total Tokens refused (authentication on), by reason.\n"
+         "# TYPE roomcast_auth_refused_total counter\n";
+  for (int i = 1; i < static_cast<int>(AuthRefusal::kCount); i++) {
+    out.append("roomcast_auth_refused_total{reason=\"").append(auth_refusal_name(static_cast<AuthRefusal>(i))).append("\"} ");
+    out.append(std::to_string(m.auth_refused[i])).append("\n");
+  }
   out += "# HELP roomcast_publish_delivery_ms Chat publish (event ts) to local fan-out, milliseconds.\n"
          "# TYPE roomcast_publish_delivery_ms histogram\n";
   uint64_t cumulative = 0;

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "server/auth.h"
+
 namespace roomcast::server {
 
 // Every bound of the server that can bite: each has a counter (roomcast_bound_hits_total{bound=..})
@@ -47,6 +49,8 @@ struct Metrics {
   uint64_t latency_buckets[kBuckets + 1] = {};  // last one: +Inf
   double latency_sum_ms = 0;
   uint64_t latency_count = 0;
+
+  uint64_t auth_refused[static_cast<int>(AuthRefusal::kCount)] = {};  // tokens refused, by reason
 
   uint64_t bound_hits[static_cast<int>(Bound::kCount)] = {};
   bool bound_logged[static_cast<int>(Bound::kCount)] = {};

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/time.h>
+
 #include <cstring>
 
 #include "server/connection.h"
@@ -94,6 +96,18 @@ int Server::start() {
   uv_check_start(&flush_check_, [](uv_check_t* h) { static_cast<Server*>(h->data)->flush_dirty(); });
 
   if (!broker_) return UV_EINVAL;  // make_redis_broker logged why
+  AuthSettings auth;
+  auth.secrets = config_.jwt_secrets;
+  auth.public_keys = config_.jwt_public_keys;
+  auth.audience = config_.jwt_audience;
+  auth.issuer = config_.jwt_issuer;
+  auth.leeway_s = config_.jwt_leeway;
+  std::string auth_error = auth_.configure(auth);
+  if (!auth_error.empty()) {
+    LOG_ERROR("authentication: %s", auth_error.c_str());
+    return UV_EINVAL;
+  }
+  if (auth_.enabled()) LOG_INFO("authentication on: %zu key(s); WebSockets and the room API need a token", auth_.key_count());
   int r = listen_reuseport();
   if (r != 0) {
     LOG_ERROR("cannot listen on %s:%d: %s", config_.host.c_str(), config_.port, uv_strerror(r));
@@ -112,7 +126,36 @@ void Server::tick() {
   for (DeadlineList* list : lists) {
     while (DeadlineHook* h = list->pop_expired(now)) static_cast<Connection*>(h->owner)->on_deadline(list, now);
   }
+  if (!token_expiries.empty()) {
+    int64_t wall = wall_ms();
+    while (ExpiryHook* h = token_expiries.pop_expired(wall)) static_cast<Connection*>(h->owner)->on_token_expired();
+  }
   hub_->tick(now);
+}
+
+int64_t Server::wall_ms() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
+
+AuthRefusal Server::check_token(std::string_view token, AuthGrant* grant, const char* where) {
+  AuthRefusal r = auth_.verify(token, wall_ms() / 1000, grant);
+  if (r != AuthRefusal::None) {
+    metrics_.auth_refused[static_cast<int>(r)]++;
+    LOG_DEBUG("%s: token refused: %s", where, auth_refusal_name(r));
+  }
+  return r;
+}
+
+void Server::reload_keys() {
+  if (config_.jwt_public_keys.empty()) {
+    LOG_INFO("SIGHUP: no --jwt-public-key file to reload");
+    return;
+  }
+  std::string err = auth_.reload();
+  if (err.empty()) LOG_INFO("SIGHUP: reloaded %zu public key file(s)", config_.jwt_public_keys.size());
+  else LOG_WARN("SIGHUP: key files not reloaded, the keys in use stay: %s", err.c_str());
 }
 
 void Server::mark_dirty(Connection* c) {

@@ -11,8 +11,10 @@
 
 #include "protocol/http_parser.h"
 #include "protocol/ws_codec.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/deadlines.h"
+#include "server/expiry.h"
 #include "server/metrics.h"
 
 namespace roomcast::server {
@@ -62,11 +64,21 @@ class Server {
   uint64_t outbound_bytes() const;
   Gauges gauges() const;
 
+  // Authentication (section 8). True when a key is configured.
+  bool auth_on() const { return auth_.enabled(); }
+  // Verifies token now; a refusal is counted (roomcast_auth_refused_total) and logged at debug, without the token.
+  AuthRefusal check_token(std::string_view token, AuthGrant* grant, const char* where);
+  // SIGHUP: re-reads the key files; a file that fails keeps the keys in use (and the log says why).
+  void reload_keys();
+  // Milliseconds since the epoch (token times are wall-clock times).
+  static int64_t wall_ms();
+
   // Deadline lists (each with one fixed duration).
   DeadlineList http_deadlines;     // a request head must complete (and keep-alive idle) within 10 s
   DeadlineList active_deadlines;   // WebSocket: no traffic for one ping interval -> ping
   DeadlineList pinged_deadlines;   // WebSocket: pinged, no traffic for another interval -> close 1001
   DeadlineList closing_deadlines;  // closing handshake: peer must answer (or drain) within 2 s
+  ExpiryHeap token_expiries;       // WebSocket with a token: exp + leeway (wall ms) -> close 4001
 
   // Connection lifecycle.
   uint64_t add(Connection* c);
@@ -82,6 +94,7 @@ class Server {
   uv_loop_t* loop_;
   Config config_;
   Metrics metrics_;
+  Verifier auth_;                                 // JWT keys; no key: authentication off
   protocol::WsFramePool frames_;                  // per-loop wslay contexts and encoder
   protocol::WsLimits ws_limits_;
   std::unique_ptr<char[]> read_buf_;              // one read buffer for every socket of the loop

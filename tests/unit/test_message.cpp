@@ -26,6 +26,7 @@ const char* type_name(MsgType t) {
     case MsgType::Leave: return "Leave";
     case MsgType::Chat: return "Chat";
     case MsgType::Ping: return "Ping";
+    case MsgType::Refresh: return "Refresh";
   }
   return "?";
 }
@@ -203,6 +204,9 @@ void test_parse_errors(void**) {
       bad("type an array", R"({"type":["ping"]})", ErrorCode::BadRequest),
       bad("type an object", R"({"type":{"name":"ping"}})", ErrorCode::BadRequest),
       bad("unknown type", R"({"type":"dance"})", ErrorCode::UnknownType),
+      ok("refresh", R"({"type":"refresh","token":"a.b.c"})", MsgType::Refresh),
+      bad("refresh without token", R"({"type":"refresh"})", ErrorCode::BadRequest),
+      bad("refresh with a number token", R"({"type":"refresh","token":5})", ErrorCode::BadRequest),
       bad("empty type", R"({"type":""})", ErrorCode::UnknownType),
       bad("types are case-sensitive: PING", R"({"type":"PING"})", ErrorCode::UnknownType),
       bad("types are case-sensitive: Join", R"({"type":"Join","roomId":"r1"})", ErrorCode::UnknownType),
