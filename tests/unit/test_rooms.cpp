@@ -2,7 +2,9 @@
 // delay, reorder, fail and drop the broker's answers, with every member's log checked by an oracle after
 // every step (antirez's rax-test, Jepsen's checkers, FoundationDB's simulation), plus table cases.
 // Rule: a chat published to a room after a member's `joined` reaches it once, in id order, with no gap
-// the stream could have filled; `joined` comes only from a successful read while the subscription holds.
+// the stream could have filled, until the member joins again (a new session: what it missed before is
+// what since is for); `joined` comes only from a successful read while the subscription holds, and
+// answers the join whose ref it carries, with that join's since.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -80,6 +82,9 @@ class FakeRedis final : public Broker {
     int status = 0;
     uint64_t gen = 0;  // the room's subscription at Redis when the command ran (0: none)
     std::vector<std::string> users;  // Members: the users (JSON) it answers
+    uint64_t seq = 0;       // History: its number in the order the history reads were asked (from 1)
+    std::string since;      // History: the since it asked with
+    std::string position;   // History, successful: the stream's last id when it ran
   };
 
   // Knobs.
@@ -89,7 +94,7 @@ class FakeRedis final : public Broker {
   unsigned fail_pct = 0;       // reads failing when Redis runs them (kBrokerFailed)
   unsigned busy_pct = 0;       // reads refused at the call (kBrokerBusy)
   unsigned fail_next = 0;      // the next reads Redis runs fail
-  bool silent_drops = false;   // a drop before ready() is not reported (RedisBroker: only a ready broker goes down)
+  bool silent_drops = false;   // a drop before ready() is not reported (RedisBroker did so before 7da7d92)
   bool state_first = false;    // a drop says on_state(false) before failing the replies owed
   Rng* rng = nullptr;
   const uint64_t* clock = nullptr;
@@ -98,6 +103,7 @@ class FakeRedis final : public Broker {
   std::string action;  // what the last exec_* / deliver_* did (for traces)
   // What happened, for coverage.
   size_t histories = 0, read_afters = 0, failed = 0, refused = 0, disconnects = 0, confirmations = 0;
+  uint64_t history_asked = 0;  // history reads asked for so far (refused ones not counted)
   std::map<std::string, int> presence;  // "room join|leave user" -> publish_event calls
 
   // ---- Broker ----
@@ -156,6 +162,7 @@ class FakeRedis final : public Broker {
     c.arg = std::string(since);
     c.limit = limit;
     c.max_bytes = max_bytes;
+    c.seq = ++history_asked;
     c.on_read = std::move(done);
     cmds_.push_back(std::move(c));
     return 0;
@@ -368,6 +375,8 @@ class FakeRedis final : public Broker {
   // True while the replies owed are failed on a drop: the rooms have not heard of the drop yet.
   bool dropping() const { return dropping_; }
   const Reply& reply() const { return reply_; }
+  // The number of the reply being delivered (from 1), 0 outside a reply.
+  uint64_t replying() const { return reply_.active ? replies_ : 0; }
   const Reply& previous() const { return previous_; }
   const std::map<MsgId, Pub>& pubs(const std::string& room) { return pubs_[room]; }
   bool wanted(const std::string& room) const {
@@ -405,6 +414,7 @@ class FakeRedis final : public Broker {
     HistoryRead read;
     std::vector<std::string> users;
     uint64_t gen = 0;
+    uint64_t seq = 0;  // History: see Reply::seq
   };
   struct Push {
     enum { Confirm, Unconfirm, Message } kind;
@@ -479,7 +489,9 @@ class FakeRedis final : public Broker {
   }
   void answer(Cmd& c, int status) {
     if (!c.on_read && !c.on_members) return;
-    reply_ = Reply{true, c.kind, c.room, status, c.gen, status == 0 ? c.users : std::vector<std::string>{}};
+    replies_++;
+    reply_ = Reply{true, c.kind, c.room, status, c.gen, status == 0 ? c.users : std::vector<std::string>{}, c.seq,
+                   c.kind == Kind::History ? c.arg : std::string(), status == 0 ? c.read.position : std::string()};
     if (c.on_read) c.on_read(status, status == 0 ? std::move(c.read) : HistoryRead{});
     if (c.on_members) c.on_members(status, status == 0 ? std::move(c.users) : std::vector<std::string>{});
     previous_ = reply_;
@@ -500,6 +512,7 @@ class FakeRedis final : public Broker {
   // Cluster members: room -> user id -> member key -> user JSON (a field per user, a line per connection).
   std::map<std::string, std::map<std::string, std::map<std::string, std::string>>> hash_;
   Reply reply_, previous_;
+  uint64_t replies_ = 0;
 };
 
 // ---- members, the naive model and the oracle ------------------------------------------------------
@@ -537,18 +550,30 @@ struct Config {
   bool state_first = false;   // see FakeRedis::state_first
 };
 
+// One join request (first or repeated) as the member sent it.
+struct JoinReq {
+  std::string ref;    // unique per join (JSON text)
+  std::string since;  // "" for none
+  uint64_t asked = 0;  // history reads asked for before it was sent: its answer comes from a later one
+};
+
 // The model's view of one member in one room, from its join to its leave.
+// Sessions (room.h): every `joined` starts one, answering the join whose ref it carries, with that join's
+// since; joins answered by none are those a later join coalesced with (or the member left first). A
+// session ends at the member's next join: what it was not given by then it is owed only if a later
+// `joined`'s history covers it (that is what since is for), so obligations are per session.
 struct SeatModel {
-  bool got_joined = false;  // a `joined` reached it (announced: a presence leave is owed)
-  bool pending = true;      // a join (first or repeated) not answered yet
-  std::string since;        // the latest join's since
+  bool got_joined = false;     // a `joined` reached it (announced: a presence leave is owed)
+  std::deque<JoinReq> pending;  // joins sent and not answered yet, oldest first
+  // The current session (from the latest `joined`).
   bool has_floor = false;
-  MsgId floor;              // every chat above it must reach the member (fixed by the first `joined`)
-  MsgId verified;           // chats up to here were checked against the stream
+  MsgId floor;                 // every chat above it must reach the member in this session
+  MsgId verified;              // chats up to here were checked against the stream
   bool has_last = false;
-  MsgId last;               // the last id of the current sequence (a `joined` starts one)
-  std::set<MsgId> received;
-  std::set<MsgId> excused;  // left out by a repeated `joined` that said truncated
+  MsgId last;                  // the last id of the session
+  std::set<MsgId> received;    // ids given in this session
+  bool ended = false;          // a join was sent after this session's `joined`: nothing more may come in it
+  uint64_t closing = 0;        // a join was sent before it: only the reply that gave it (held chats) may give more
 };
 
 struct Client {
@@ -606,11 +631,12 @@ class World {
     auto key = std::make_pair(m->member_id(), room);
     bool in = seats.count(key) > 0;
     bool refused = !in && rooms_of(m->member_id()) >= cfg.limits.max_rooms;
-    SeatModel& s = seats[key];
-    s.pending = true;
-    s.since = since;
-    note("join c%zu (m%llu) %s since '%s'%s", c, ull(m->member_id()), room.c_str(), since.c_str(), in ? " (again)" : "");
     std::string ref = "\"j" + std::to_string(++refs_) + "\"";
+    last_ref = ref;
+    note("join c%zu (m%llu) %s ref %s since '%s'%s", c, ull(m->member_id()), room.c_str(), ref.c_str(), since.c_str(), in ? " (again)" : "");
+    SeatModel& s = seats[key];  // before the call: the model must know the seat whatever it is given
+    s.pending.push_back(JoinReq{ref, since, broker.history_asked});
+    if (s.got_joined) s.ended = true;  // the session it had ends here
     Rooms::JoinResult res = rooms->join(*m, room, ref, since);
     if ((res == Rooms::JoinResult::TooManyRooms) != refused)
       bad("max-rooms", "join of m%llu to %s: TooManyRooms %d, model %d", ull(m->member_id()), room.c_str(),
@@ -760,6 +786,12 @@ class World {
     } else if (type == "chat") {
       MsgId id = id_of(proto::chat_event_id(text));
       if (!s.got_joined) bad("chat-before-joined", "m%llu got chat %s in %s before its joined", ull(m.member_id()), id_text(id).c_str(), room.c_str());
+      // A repeated join sent after the session's `joined` puts the seat back to waiting: live chats are
+      // held until its own `joined` (a join sent while reading ends the session its read starts only
+      // after that `joined` and the held chats given with it).
+      if (s.ended || (s.closing && s.closing != broker.replying()))
+        bad("chat-after-rejoin", "m%llu got chat %s in %s after its repeated join %s, before that join's joined", ull(m.member_id()),
+            id_text(id).c_str(), room.c_str(), s.pending.empty() ? "?" : s.pending.back().ref.c_str());
       const auto& pubs = broker.pubs(room);
       auto p = pubs.find(id);
       if (p == pubs.end() || p->second.payload != text) bad("chat-payload", "m%llu got chat %s in %s that was not published so", ull(m.member_id()), id_text(id).c_str(), room.c_str());
@@ -779,7 +811,8 @@ class World {
     joined++;
     if (verbose_ && d.HasMember("history") && d["history"].IsArray()) {
       const auto& h = d["history"];
-      note("    m%llu <- joined %s: %u chats %s..%s%s", ull(m.member_id()), room.c_str(), h.Size(), h.Size() ? h[0]["id"].GetString() : "",
+      note("    m%llu <- joined %s ref %s: %u chats %s..%s%s", ull(m.member_id()), room.c_str(),
+           d.HasMember("ref") ? json_of(d["ref"]).c_str() : "-", h.Size(), h.Size() ? h[0]["id"].GetString() : "",
            h.Size() ? h[h.Size() - 1]["id"].GetString() : "", d.HasMember("truncated") ? " truncated" : "");
     }
     unsigned long long mid = ull(m.member_id());
@@ -807,7 +840,29 @@ class World {
       bad("joined-shape", "m%llu: %.*s", mid, int(std::min<size_t>(text.size(), 300)), text.data());
       return;
     }
-    // The history: published chats, oldest first, contiguous, all that was asked for, cut only to fit.
+    // The join it answers: the one whose ref it carries, still unanswered. Older unanswered joins are
+    // answered by none (they coalesced with it while the seat waited, or their read was abandoned);
+    // a newer one must be answered later, by another `joined`.
+    std::string ref = d.HasMember("ref") ? json_of(d["ref"]) : std::string();
+    auto req_it = std::find_if(s.pending.begin(), s.pending.end(), [&](const JoinReq& q) { return q.ref == ref; });
+    if (req_it == s.pending.end()) {
+      bad("joined-ref", "m%llu: joined %s carries ref %s, which is no unanswered join of it (%zu unanswered)", mid, room.c_str(),
+          ref.empty() ? "(none)" : ref.c_str(), s.pending.size());
+      return;
+    }
+    JoinReq req = *req_it;
+    s.pending.erase(s.pending.begin(), req_it + 1);
+    // It answers that join with a read asked after it was sent, for its since.
+    if (read && read->status == 0) {
+      if (read->seq <= req.asked)
+        bad("joined-early", "m%llu: joined %s answers join %s with history read #%llu, asked before that join was sent (#%llu was the last then)",
+            mid, room.c_str(), ref.c_str(), ull(read->seq), ull(req.asked));
+      if (read->since != req.since)
+        bad("joined-since", "m%llu: joined %s answers join %s (since '%s') with a read since '%s'", mid, room.c_str(), ref.c_str(),
+            req.since.c_str(), read->since.c_str());
+    }
+    // The history: published chats, oldest first, contiguous, all that join asked for up to the read's
+    // position, cut only to fit.
     const std::map<MsgId, FakeRedis::Pub>& pubs = broker.pubs(room);
     std::vector<MsgId> ids;
     for (const auto& ev : d["history"].GetArray()) {
@@ -820,9 +875,25 @@ class World {
     }
     bool truncated = d.HasMember("truncated") && d["truncated"].IsBool() && d["truncated"].GetBool();
     truncateds += truncated;
-    bool has_since = !s.since.empty();
-    MsgId since = has_since ? id_of(s.since) : MsgId{};
+    bool has_since = !req.since.empty();
+    MsgId since = has_since ? id_of(req.since) : MsgId{};
     size_t limit = cfg.limits.history;
+    bool has_position = read && read->status == 0 && !read->position.empty();
+    MsgId position = has_position ? id_of(read->position) : MsgId{};
+    if (has_position && (!ids.empty() || !truncated)) {
+      // The read took the newest entries first: none up to its position is missing after the history's
+      // end (retained then: newer than a retained one, or, empty and not truncated, after since or
+      // retained now).
+      auto from = !ids.empty() ? pubs.upper_bound(ids.back()) : has_since ? pubs.upper_bound(since) : pubs.begin();
+      for (auto p = from; p != pubs.end() && !(position < p->first); ++p) {
+        if (!ids.empty() || has_since || (limit > 0 && !p->second.trimmed)) {
+          bad("history-tail", "m%llu: joined %s (since '%s') ends at %s, the read's position is %s, but %s is not in it%s", mid, room.c_str(),
+              req.since.c_str(), ids.empty() ? "(empty)" : id_text(ids.back()).c_str(), id_text(position).c_str(), id_text(p->first).c_str(),
+              truncated ? "" : " (not truncated)");
+          break;
+        }
+      }
+    }
     if (!ids.empty()) {
       for (auto p = pubs.lower_bound(ids.front()); p != pubs.end() && !(ids.back() < p->first); ++p)
         if (!std::binary_search(ids.begin(), ids.end(), p->first)) {
@@ -832,13 +903,13 @@ class World {
       if (has_since && !truncated) {
         auto p = pubs.upper_bound(since);
         if (p != pubs.end() && p->first < ids.front())
-          bad("history-since", "m%llu: joined %s answers a join since %s; it starts at %s, so %s is missing, and truncated is not said",
-              mid, room.c_str(), s.since.c_str(), id_text(ids.front()).c_str(), id_text(p->first).c_str());
+          bad("history-since", "m%llu: joined %s answers join %s since %s; it starts at %s, so %s is missing, and truncated is not said",
+              mid, room.c_str(), ref.c_str(), req.since.c_str(), id_text(ids.front()).c_str(), id_text(p->first).c_str());
       }
       if (!has_since && !truncated && ids.size() < limit)
         for (auto p = pubs.begin(); p != pubs.end() && p->first < ids.front(); ++p)
           if (!p->second.trimmed) {
-            bad("history-short", "m%llu: joined %s has %zu of %zu chats, without %s (retained)", mid, room.c_str(), ids.size(), limit, id_text(p->first).c_str());
+            bad("history-short", "m%llu: joined %s answers join %s with %zu of %zu chats, without %s (retained)", mid, room.c_str(), ref.c_str(), ids.size(), limit, id_text(p->first).c_str());
             break;
           }
       auto p = pubs.lower_bound(ids.front());
@@ -850,8 +921,8 @@ class World {
           bad("joined-cut", "m%llu: joined %s is %zu bytes with %zu chats and truncated, but %s (%zu bytes) fit under %zu",
               mid, room.c_str(), text.size(), ids.size(), id_text(p->first).c_str(), p->second.payload.size(), cfg.limits.joined_max_bytes);
       }
-      if (text.size() > cfg.limits.joined_max_bytes) bad("joined-size", "m%llu: joined %s is %zu bytes, over %zu", mid, room.c_str(), text.size(), cfg.limits.joined_max_bytes);
     }
+    if (text.size() > cfg.limits.joined_max_bytes) bad("joined-size", "m%llu: joined %s is %zu bytes, over %zu", mid, room.c_str(), text.size(), cfg.limits.joined_max_bytes);
     // Members: everyone announced here (with itself) and everyone the members read found, one per
     // user, listed up to the cap.
     std::set<std::string> users{m.member_user().id};
@@ -874,28 +945,25 @@ class World {
     if (listed_ids.size() != listed || (!members_truncated && listed_ids != users))
       bad("joined-members", "m%llu: joined %s lists %zu users (%zu distinct), not the model's %zu", mid, room.c_str(), listed, listed_ids.size(), users.size());
 
-    // A `joined` starts a sequence; the first one fixes what the member is owed from now on.
-    if (!s.got_joined) {
-      s.got_joined = true;
-      s.has_floor = true;
-      if (has_since && !truncated) s.floor = since;
-      else if (!ids.empty()) s.floor = ids.front();
-      else if (!has_since && !truncated && limit > 0) s.floor = MsgId{0, 0};  // the stream was empty
-      else s.floor = pubs.empty() ? MsgId{0, 0} : pubs.rbegin()->first;      // not knowable: from now on
-      s.verified = s.floor;
-      presence_want[room + " join " + m.member_user().id]++;
-    } else if (truncated) {
-      // A repeated `joined` that says truncated announces what it leaves out: the member may miss it.
-      // Empty: the read's position is not known; everything published so far may have been under it.
-      for (auto p = pubs.upper_bound(s.floor); p != pubs.end() && (ids.empty() || p->first < ids.front()); ++p)
-        if (!s.received.count(p->first)) s.excused.insert(p->first);
-    }
-    s.pending = false;
+    // A `joined` starts a session: what it owes the member from now on starts at its floor. The
+    // presence join is published for the seat's first `joined` only.
+    if (!s.got_joined) presence_want[room + " join " + m.member_user().id]++;
+    s.got_joined = true;
+    s.has_floor = true;
+    if (has_since && !truncated) s.floor = since;  // everything after since
+    else if (!ids.empty()) s.floor = ids.front();  // everything from its history on (what was cut is said)
+    else if (has_position) s.floor = position;     // nothing given: everything after the read
+    else s.floor = pubs.empty() ? MsgId{0, 0} : pubs.rbegin()->first;  // (no read to go by: already flagged)
+    s.verified = s.floor;
+    s.received.clear();
     s.has_last = false;
+    s.ended = false;
+    s.closing = s.pending.empty() ? 0 : broker.replying();
+    if (s.closing == 0 && !s.pending.empty()) s.closing = UINT64_MAX;  // (outside a reply: already flagged)
     for (const MsgId& id : ids) receive(m, s, room, id, false);
   }
 
-  // One id given to a member: in order within its sequence, nothing skipped that the stream still holds.
+  // One id given to a member: in order within its session, nothing skipped that the stream still holds.
   void receive(FakeMember& m, SeatModel& s, const std::string& room, const MsgId& id, bool is_live) {
     const std::map<MsgId, FakeRedis::Pub>& pubs = broker.pubs(room);
     unsigned long long mid = ull(m.member_id());
@@ -910,7 +978,7 @@ class World {
     }
     if (s.has_floor && s.verified < id) {
       for (auto p = pubs.upper_bound(s.verified); p != pubs.end() && p->first < id; ++p)
-        if (!p->second.trimmed && !s.received.count(p->first) && !s.excused.count(p->first)) {
+        if (!p->second.trimmed && !s.received.count(p->first)) {
           bad("gap", "m%llu in %s got %s but never %s (still retained; owed since %s)", mid, room.c_str(), id_text(id).c_str(), id_text(p->first).c_str(), id_text(s.floor).c_str());
           break;
         }
@@ -1014,9 +1082,9 @@ class World {
         bad("no-joined", "m%llu never got joined for %s", mid, room);
         continue;
       }
-      if (s.pending) bad("join-unanswered", "m%llu's repeated join of %s was never answered", mid, room);
+      if (!s.pending.empty()) bad("join-unanswered", "m%llu's join %s of %s was never answered", mid, s.pending.back().ref.c_str(), room);
       for (const auto& [id, pub] : broker.pubs(key.second))
-        if (s.floor < id && !pub.trimmed && !s.received.count(id) && !s.excused.count(id)) {
+        if (s.floor < id && !pub.trimmed && !s.received.count(id)) {
           bad("lost", "m%llu in %s never got %s (owed since %s)", mid, room, id_text(id).c_str(), id_text(s.floor).c_str());
           break;
         }
@@ -1054,6 +1122,7 @@ class World {
     if (verbose_) print_message("    VIOLATION %s\n", first.c_str());
   }
   [[gnu::format(printf, 2, 3)]] void note(const char* fmt, ...) {
+    if (!verbose_) return;
     char buf[256];
     va_list ap;
     va_start(ap, fmt);
@@ -1078,6 +1147,7 @@ class World {
 
   size_t step = 0, violations = 0;
   std::string first, first_category;
+  std::string last_ref;  // the ref of the last join sent (JSON text)
   size_t joins = 0, repeats = 0, drops = 0, chats = 0, joined = 0, live = 0, truncateds = 0, presences = 0;
 
  private:
@@ -1189,7 +1259,10 @@ uint64_t env_number(const char* name, uint64_t fallback) {
 // Random schedules, each seed with its own sizes and limits, each stopping at its first violation; a
 // summary names every kind of violation with its first seed. ROOMS_SEED=n replays one seed with its
 // trace; ROOMS_SEEDS, ROOMS_STEPS resize; ROOMS_IGNORE=kind,... looks past known findings;
-// ROOMS_SILENT_DROPS=1 drops the connection before ready() without telling the rooms, as RedisBroker does.
+// ROOMS_SILENT_DROPS=1 drops the connection before ready() without telling the rooms, as RedisBroker did
+// before 7da7d92 (then a read may run, and `joined` be sent, under a confirmation that died with the
+// connection: joined-unsubscribed/-unconfirmed, which the rooms cannot know; the confirmation that follows
+// back-fills, so nothing is lost: ROOMS_IGNORE=joined-unsubscribed,joined-unconfirmed finds nothing else).
 void test_random_schedules(void**) {
   size_t steps = env_number("ROOMS_STEPS", 400);
   Findings findings;
@@ -1224,9 +1297,10 @@ void test_random_schedules(void**) {
     print_error("  %-26s %3zu seed(s); first: ROOMS_SEED=%llu  %s\n", category.c_str(), findings.seeds[category],
                 World::ull(first.first), first.second.c_str());
   EXPECT(failing == 0, "%zu of %zu seeds broke the promise (replay one with ROOMS_SEED=n)", failing, seeds);
-  // (Seeds stop at their first violation: the amount of work is only meaningful when none broke.)
+  // (Seeds stop at their first violation: the amount of work is only meaningful when none broke. Since
+  // 36be484 the held bound counts once per filling, not once per drop: about 0.9 per seed.)
   EXPECT(failing > 0 || (joined > 10 * seeds && live > 50 * seeds && disconnects > seeds && failed > 2 * seeds &&
-                         read_afters > 2 * seeds && repeats > seeds && truncated > seeds / 2 && held_overflows > seeds),
+                         read_afters > 2 * seeds && repeats > seeds && truncated > seeds / 2 && held_overflows > seeds / 2),
          "the schedules exercise too little");
 }
 
@@ -1436,8 +1510,31 @@ void test_repeated_join_read_fails(void**) {
   REQUIRE_CLEAN(w);
 }
 
-// A repeated join asking for more (an older since) while the first join's read is in flight is answered
-// with everything after that since.
+// The i-th event of a member's log, parsed.
+rapidjson::Document event_at(const FakeMember& m, size_t i) {
+  rapidjson::Document d;
+  d.Parse(m.log.at(i).c_str());
+  return d;
+}
+std::string type_of(const rapidjson::Document& d) { return d.HasMember("type") ? d["type"].GetString() : ""; }
+// A `joined`'s history ids, ref and truncated.
+std::vector<std::string> history_ids(const rapidjson::Document& d) {
+  std::vector<std::string> out;
+  for (const auto& ev : d["history"].GetArray()) out.emplace_back(ev["id"].GetString());
+  return out;
+}
+std::string ref_of(const rapidjson::Document& d) { return d.HasMember("ref") ? json_of(d["ref"]) : ""; }
+bool truncated_of(const rapidjson::Document& d) { return d.HasMember("truncated") && d["truncated"].GetBool(); }
+std::vector<std::string> texts(const std::vector<MsgId>& ids) {
+  std::vector<std::string> out;
+  for (const MsgId& id : ids) out.push_back(id_text(id));
+  return out;
+}
+
+// A join sent while the seat's read is in flight is answered after it, each with its own ref and its own
+// history: the reconnecting client asks first without since (the last --history chats), then with since
+// (everything after it). A chat posted while the first read is out comes after the first `joined`
+// (held), then in the second one's history (a new session), and the next one live, once.
 void test_repeated_join_since_while_reading(void**) {
   Config c = table_config();
   c.limits.history = 2;
@@ -1446,34 +1543,117 @@ void test_repeated_join_since_while_reading(void**) {
   w.join(0, "room-0", false);
   drain(w);
   MsgId since = w.clients[0].last_seen["room-0"];
-  for (int i = 0; i < 5; i++) w.publish("room-0");
+  std::vector<MsgId> missed;
+  for (int i = 0; i < 5; i++) missed.push_back(w.publish("room-0"));
   drain(w);
   w.drop(0);  // the client reconnects and asks for what it missed, twice (once without since, then with it)
+  drain(w);   // (the presence leave)
   w.join(0, "room-0", false);
+  std::string first = w.last_ref;
+  REQUIRE(w.broker.unrun_cmds() == 1, "the first join's read is out");
   w.clients[0].last_seen["room-0"] = since;
   w.join(0, "room-0", true);
+  std::string second = w.last_ref;
+  REQUIRE(w.broker.unrun_cmds() == 1, "no second read while the first is out");
+  w.broker.exec_cmd();               // the first read runs
+  MsgId x = w.publish("room-0");     // after it ran: held for the member
+  w.broker.deliver_sub();
+  w.broker.deliver_cmd();            // the first `joined`, then x; the second read goes out
+  REQUIRE(w.broker.unrun_cmds() == 2, "the presence join and the second join's read are out after the first joined");
+  drain(w);
+  MsgId y = w.publish("room-0");
+  drain(w);
+  FakeMember* m = w.member_of(0, false);
+  REQUIRE(m->log.size() == 4, "joined, chat, joined, chat: %zu events", m->log.size());
+  rapidjson::Document j1 = event_at(*m, 0), c1 = event_at(*m, 1), j2 = event_at(*m, 2), c2 = event_at(*m, 3);
+  REQUIRE(type_of(j1) == "joined" && ref_of(j1) == first, "the first joined answers the first join (%s)", ref_of(j1).c_str());
+  REQUIRE(history_ids(j1) == texts({missed[3], missed[4]}) && !truncated_of(j1), "its history: the last 2 chats (%zu)", history_ids(j1).size());
+  REQUIRE(type_of(c1) == "chat" && std::string(c1["id"].GetString()) == id_text(x), "then the chat held during its read");
+  std::vector<MsgId> after = missed;
+  after.push_back(x);
+  REQUIRE(type_of(j2) == "joined" && ref_of(j2) == second, "the second joined answers the second join (%s)", ref_of(j2).c_str());
+  REQUIRE(history_ids(j2) == texts(after) && !truncated_of(j2), "its history: everything after its since (%zu)", history_ids(j2).size());
+  REQUIRE(type_of(c2) == "chat" && std::string(c2["id"].GetString()) == id_text(y), "then live");
+  REQUIRE(w.broker.presence["room-0 join u0"] == 2, "one presence join per seat (two connections)");
   w.quiesce_and_check();
   REQUIRE_CLEAN(w);
 }
 
-// A member in the room repeats its join (without since) during an outage in which more chats than the
-// history limit were posted: it still gets every one of them (it was owed them before it asked again).
+// A member in the room repeats its join during an outage in which more chats than the history limit were
+// posted. The repeated join is a new session, answered once the broker is back like a first join: without
+// since, the last --history chats (the older ones are not owed: continuity is what since is for); with
+// since (its last id), all of them. Joins while the seat waits coalesce: one `joined` answers the latest.
 void test_repeated_join_during_outage(void**) {
-  Config c = table_config();
-  c.limits.history = 3;
-  World w(c, 20);
+  struct Case {
+    const char* name;
+    std::vector<bool> joins;  // with since?
+    bool want_all;            // the answer's history: all 6 outage chats, else the last 3
+  };
+  const Case cases[] = {
+      {"no since", {false}, false},
+      {"since", {true}, true},
+      {"since, then none", {true, false}, false},
+      {"none, then since", {false, true}, true},
+  };
+  for (const Case& k : cases) {
+    Config c = table_config();
+    c.limits.history = 3;
+    World w(c, 20);
+    w.join(0, "room-0", false);
+    drain(w);
+    w.publish("room-0");
+    drain(w);
+    w.broker.disconnect();
+    std::vector<MsgId> outage;
+    for (int i = 0; i < 6; i++) outage.push_back(w.publish("room-0"));
+    std::vector<std::string> refs;
+    for (bool since : k.joins) {  // the client asks again while the server cannot answer
+      w.join(0, "room-0", since);
+      refs.push_back(w.last_ref);
+    }
+    w.broker.reconnect();
+    w.broker.ready(true);
+    drain(w);
+    MsgId z = w.publish("room-0");
+    drain(w);
+    FakeMember* m = w.member_of(0, false);
+    REQUIRE(count_type(*m, "joined") == 2, "%s: the first joined and one answer: %zu", k.name, count_type(*m, "joined"));
+    REQUIRE(m->log.size() == 4, "%s: joined, chat, joined, chat: %zu events", k.name, m->log.size());
+    rapidjson::Document j = event_at(*m, 2), live = event_at(*m, 3);
+    REQUIRE(type_of(j) == "joined" && ref_of(j) == refs.back(), "%s: the answer carries the latest join's ref (%s)", k.name, ref_of(j).c_str());
+    std::vector<MsgId> want = k.want_all ? outage : std::vector<MsgId>(outage.end() - 3, outage.end());
+    REQUIRE(history_ids(j) == texts(want) && !truncated_of(j), "%s: history of %zu chats, want %zu", k.name, history_ids(j).size(), want.size());
+    REQUIRE(type_of(live) == "chat" && std::string(live["id"].GetString()) == id_text(z), "%s: then live", k.name);
+    w.quiesce_and_check();
+    REQUIRE_CLEAN(w);
+  }
+}
+
+// A repeated join of an active member is a new session: from the join until its `joined` the member is
+// given nothing (a chat meanwhile is held), then `joined` and, above its position, what was held.
+void test_repeated_join_holds_live(void**) {
+  World w(table_config(), 23);
   w.join(0, "room-0", false);
+  w.join(1, "room-0", false);
   drain(w);
-  w.publish("room-0");
+  MsgId a = w.publish("room-0");
   drain(w);
-  w.broker.disconnect();
-  for (int i = 0; i < 6; i++) w.publish("room-0");
-  w.join(0, "room-0", false);  // the client asks again while the server cannot answer
-  w.broker.reconnect();
-  w.broker.ready(true);
-  drain(w);
-  std::vector<std::string> ids = ids_seen(*w.member_of(0, false));
-  print_message("the member saw %zu ids for 7 chats\n", ids.size());
+  FakeMember* m = w.member_of(0, false);
+  size_t before = m->log.size();
+  w.join(0, "room-0", false);  // again, while active: its read goes out
+  std::string ref = w.last_ref;
+  w.broker.exec_cmd();             // the read runs (position a)
+  MsgId b = w.publish("room-0");   // after it: live for member 1, held for member 0
+  w.broker.deliver_sub();
+  REQUIRE(m->log.size() == before, "nothing for the rejoining member before its joined (%zu new events)", m->log.size() - before);
+  std::vector<std::string> other = ids_seen(*w.member_of(1, false));
+  REQUIRE(!other.empty() && other.back() == id_text(b), "the other member got it live");
+  w.broker.deliver_cmd();
+  REQUIRE(m->log.size() == before + 2, "joined and the held chat: %zu new events", m->log.size() - before);
+  rapidjson::Document j = event_at(*m, before), held = event_at(*m, before + 1);
+  REQUIRE(type_of(j) == "joined" && ref_of(j) == ref && history_ids(j) == texts({a}), "joined answers the repeated join with its history");
+  REQUIRE(type_of(held) == "chat" && std::string(held["id"].GetString()) == id_text(b), "then the held chat");
+  REQUIRE(w.broker.presence["room-0 join u0"] == 1, "no second presence join");
   w.quiesce_and_check();
   REQUIRE_CLEAN(w);
 }
@@ -1502,9 +1682,9 @@ void test_backfill_page_skips_nobody(void**) {
   REQUIRE_CLEAN(w);
 }
 
-// RedisBroker reports no outage when the connection drops before it was ready, though the rooms may
-// already have been confirmed on that connection. A join's read then runs before the room is subscribed
-// again; a chat posted in between must still reach the member.
+// A broker that reports no outage when the connection drops before it was ready (RedisBroker before
+// 7da7d92), though the rooms may already have been confirmed on that connection. A join's read then runs
+// before the room is subscribed again; a chat posted in between must still reach the member.
 void test_drop_before_ready(void**) {
   World w(table_config(), 22);
   w.broker.silent_drops = true;
@@ -1612,6 +1792,7 @@ int main() {
       TEST(test_repeated_join_read_fails),
       TEST(test_repeated_join_since_while_reading),
       TEST(test_repeated_join_during_outage),
+      TEST(test_repeated_join_holds_live),
       TEST(test_backfill_page_skips_nobody),
       TEST(test_drop_before_ready),
       TEST(test_joined_size_limit),
