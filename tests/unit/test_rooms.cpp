@@ -551,6 +551,8 @@ struct Config {
 };
 
 // One join request (first or repeated) as the member sent it.
+constexpr size_t kJoinsWaiting = 8;  // Rooms::kMaxJoinsWaiting: joins of a room one member may have unanswered
+
 struct JoinReq {
   std::string ref;    // unique per join (JSON text)
   std::string since;  // "" for none
@@ -559,9 +561,10 @@ struct JoinReq {
 
 // The model's view of one member in one room, from its join to its leave.
 // Sessions (room.h): every `joined` starts one, answering the join whose ref it carries, with that join's
-// since; joins answered by none are those a later join coalesced with (or the member left first). A
-// session ends at the member's next join: what it was not given by then it is owed only if a later
-// `joined`'s history covers it (that is what since is for), so obligations are per session.
+// since. Every join is answered, in turn (since 7d6a311; before, joins sent while the seat waited
+// coalesced), except one sent with kJoinsWaiting unanswered: an error with its ref answers it. A session
+// ends at the member's next join: what it was not given by then it is owed only if a later `joined`'s
+// history covers it (that is what since is for), so obligations are per session.
 struct SeatModel {
   bool got_joined = false;     // a `joined` reached it (announced: a presence leave is owed)
   std::deque<JoinReq> pending;  // joins sent and not answered yet, oldest first
@@ -635,9 +638,17 @@ class World {
     last_ref = ref;
     note("join c%zu (m%llu) %s ref %s since '%s'%s", c, ull(m->member_id()), room.c_str(), ref.c_str(), since.c_str(), in ? " (again)" : "");
     SeatModel& s = seats[key];  // before the call: the model must know the seat whatever it is given
-    s.pending.push_back(JoinReq{ref, since, broker.history_asked});
-    if (s.got_joined) s.ended = true;  // the session it had ends here
+    bool over = s.pending.size() >= kJoinsWaiting;
+    if (over) {
+      expect_error_ = ref;  // answered at once with an error, not queued; the session goes on
+    } else {
+      s.pending.push_back(JoinReq{ref, since, broker.history_asked});
+      if (s.got_joined) s.ended = true;  // the session it had ends here
+    }
     Rooms::JoinResult res = rooms->join(*m, room, ref, since);
+    if (over && !expect_error_.empty())
+      bad("join-cap", "m%llu's join %s of %s, with %zu unanswered, got no error", ull(m->member_id()), ref.c_str(), room.c_str(), s.pending.size());
+    expect_error_.clear();
     if ((res == Rooms::JoinResult::TooManyRooms) != refused)
       bad("max-rooms", "join of m%llu to %s: TooManyRooms %d, model %d", ull(m->member_id()), room.c_str(),
           res == Rooms::JoinResult::TooManyRooms, refused);
@@ -770,6 +781,14 @@ class World {
   void on_event(FakeMember& m, std::string_view text) {
     rapidjson::Document d;
     d.Parse(text.data(), text.size());
+    if (!d.HasParseError() && d.IsObject() && d.HasMember("type") && d["type"].IsString() && d["type"].GetString() == std::string("error")) {
+      std::string ref = d.HasMember("ref") ? json_of(d["ref"]) : "";
+      if (expect_error_.empty() || ref != expect_error_)
+        bad("error", "m%llu got an error%s: %.*s", ull(m.member_id()), expect_error_.empty() ? " outside a join over the cap" : " with another ref",
+            int(std::min<size_t>(text.size(), 200)), text.data());
+      expect_error_.clear();
+      return;
+    }
     if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString() || !d.HasMember("roomId")) {
       bad("event", "m%llu got an event that is not a room event: %.*s", ull(m.member_id()), int(std::min<size_t>(text.size(), 200)), text.data());
       return;
@@ -840,9 +859,8 @@ class World {
       bad("joined-shape", "m%llu: %.*s", mid, int(std::min<size_t>(text.size(), 300)), text.data());
       return;
     }
-    // The join it answers: the one whose ref it carries, still unanswered. Older unanswered joins are
-    // answered by none (they coalesced with it while the seat waited, or their read was abandoned);
-    // a newer one must be answered later, by another `joined`.
+    // The join it answers: the one whose ref it carries, the oldest unanswered (every join is answered,
+    // in turn); a newer one must be answered later, by another `joined`.
     std::string ref = d.HasMember("ref") ? json_of(d["ref"]) : std::string();
     auto req_it = std::find_if(s.pending.begin(), s.pending.end(), [&](const JoinReq& q) { return q.ref == ref; });
     if (req_it == s.pending.end()) {
@@ -850,6 +868,9 @@ class World {
           ref.empty() ? "(none)" : ref.c_str(), s.pending.size());
       return;
     }
+    if (req_it != s.pending.begin())
+      bad("joined-turn", "m%llu: joined %s answers join %s, but the older join %s was never answered", mid, room.c_str(), ref.c_str(),
+          s.pending.front().ref.c_str());
     JoinReq req = *req_it;
     s.pending.erase(s.pending.begin(), req_it + 1);
     // It answers that join with a read asked after it was sent, for its since.
@@ -1164,6 +1185,7 @@ class World {
   uint64_t last_tick_ = 0;
   uint64_t next_member_ = 1;
   uint64_t refs_ = 0;
+  std::string expect_error_;  // the ref of a join over the cap being sent: its error is due now
   std::map<std::string, uint64_t> emptied_;  // rooms without members: since when (Rooms' tick time)
 };
 
@@ -1582,18 +1604,18 @@ void test_repeated_join_since_while_reading(void**) {
 // A member in the room repeats its join during an outage in which more chats than the history limit were
 // posted. The repeated join is a new session, answered once the broker is back like a first join: without
 // since, the last --history chats (the older ones are not owed: continuity is what since is for); with
-// since (its last id), all of them. Joins while the seat waits coalesce: one `joined` answers the latest.
+// since (its last id), all of them. Two joins while the seat waits are answered in turn, each with its
+// own ref and history (since 7d6a311; they coalesced before).
 void test_repeated_join_during_outage(void**) {
   struct Case {
     const char* name;
-    std::vector<bool> joins;  // with since?
-    bool want_all;            // the answer's history: all 6 outage chats, else the last 3
+    std::vector<bool> joins;  // with since? (each answered: all 6 outage chats with since, else the last 3)
   };
   const Case cases[] = {
-      {"no since", {false}, false},
-      {"since", {true}, true},
-      {"since, then none", {true, false}, false},
-      {"none, then since", {false, true}, true},
+      {"no since", {false}},
+      {"since", {true}},
+      {"since, then none", {true, false}},
+      {"none, then since", {false, true}},
   };
   for (const Case& k : cases) {
     Config c = table_config();
@@ -1617,16 +1639,48 @@ void test_repeated_join_during_outage(void**) {
     MsgId z = w.publish("room-0");
     drain(w);
     FakeMember* m = w.member_of(0, false);
-    REQUIRE(count_type(*m, "joined") == 2, "%s: the first joined and one answer: %zu", k.name, count_type(*m, "joined"));
-    REQUIRE(m->log.size() == 4, "%s: joined, chat, joined, chat: %zu events", k.name, m->log.size());
-    rapidjson::Document j = event_at(*m, 2), live = event_at(*m, 3);
-    REQUIRE(type_of(j) == "joined" && ref_of(j) == refs.back(), "%s: the answer carries the latest join's ref (%s)", k.name, ref_of(j).c_str());
-    std::vector<MsgId> want = k.want_all ? outage : std::vector<MsgId>(outage.end() - 3, outage.end());
-    REQUIRE(history_ids(j) == texts(want) && !truncated_of(j), "%s: history of %zu chats, want %zu", k.name, history_ids(j).size(), want.size());
+    size_t n = k.joins.size();
+    REQUIRE(count_type(*m, "joined") == 1 + n, "%s: the first joined and one answer per join: %zu", k.name, count_type(*m, "joined"));
+    REQUIRE(m->log.size() == 3 + n, "%s: joined, chat, the answers, chat: %zu events", k.name, m->log.size());
+    for (size_t i = 0; i < n; i++) {
+      rapidjson::Document j = event_at(*m, 2 + i);
+      REQUIRE(type_of(j) == "joined" && ref_of(j) == refs[i], "%s: answer %zu carries its join's ref (%s)", k.name, i, ref_of(j).c_str());
+      std::vector<MsgId> want = k.joins[i] ? outage : std::vector<MsgId>(outage.end() - 3, outage.end());
+      REQUIRE(history_ids(j) == texts(want) && !truncated_of(j), "%s: answer %zu: history of %zu chats, want %zu", k.name, i,
+              history_ids(j).size(), want.size());
+    }
+    rapidjson::Document live = event_at(*m, 2 + n);
     REQUIRE(type_of(live) == "chat" && std::string(live["id"].GetString()) == id_text(z), "%s: then live", k.name);
     w.quiesce_and_check();
     REQUIRE_CLEAN(w);
   }
+}
+
+// Joins of one room waiting for their answer are bounded: one more is answered at once with an error
+// carrying its ref (and is not queued); the others are answered in turn.
+void test_repeated_joins_bounded(void**) {
+  World w(table_config(), 25);
+  w.join(0, "room-0", false);
+  drain(w);
+  w.broker.disconnect();
+  std::vector<std::string> refs;
+  for (size_t i = 0; i < kJoinsWaiting; i++) {
+    w.join(0, "room-0", i % 2 == 0);
+    refs.push_back(w.last_ref);
+  }
+  FakeMember* m = w.member_of(0, false);
+  REQUIRE(m->log.size() == 1, "no answer while the broker is down: %zu events", m->log.size());
+  w.join(0, "room-0", false);
+  REQUIRE(m->log.size() == 2 && type_of(event_at(*m, 1)) == "error" && ref_of(event_at(*m, 1)) == w.last_ref,
+          "one join too many: an error with its ref");
+  w.broker.reconnect();
+  w.broker.ready(true);
+  drain(w);
+  REQUIRE(m->log.size() == 2 + kJoinsWaiting, "every waiting join answered: %zu events", m->log.size());
+  for (size_t i = 0; i < kJoinsWaiting; i++)
+    REQUIRE(ref_of(event_at(*m, 2 + i)) == refs[i], "answer %zu carries ref %s", i, ref_of(event_at(*m, 2 + i)).c_str());
+  w.quiesce_and_check();
+  REQUIRE_CLEAN(w);
 }
 
 // A repeated join of an active member is a new session: from the join until its `joined` the member is
@@ -1793,6 +1847,7 @@ int main() {
       TEST(test_repeated_join_since_while_reading),
       TEST(test_repeated_join_during_outage),
       TEST(test_repeated_join_holds_live),
+      TEST(test_repeated_joins_bounded),
       TEST(test_backfill_page_skips_nobody),
       TEST(test_drop_before_ready),
       TEST(test_joined_size_limit),
