@@ -137,8 +137,8 @@ function httpPostJson(port, urlPath, headers, obj) {
 }
 
 // A token from the server's own `roomcast token` (AUTH only).
-function mintToken(sub, name) {
-  return execFileSync(BIN, ['token', '--secret', JWT_SECRET, '--sub', sub, '--name', name, '--ttl', '1h'],
+function mintToken(sub, name, ttl = '1h') {
+  return execFileSync(BIN, ['token', '--secret', JWT_SECRET, '--sub', sub, '--name', name, '--ttl', ttl],
     { encoding: 'utf8' }).trim();
 }
 
@@ -169,7 +169,8 @@ async function waitUntil(what, proc, probe) {
 function roomcast(name, port, redisUrl) {
   const args = ['--host', '127.0.0.1', '--port', String(port), '--static', STATIC];
   if (redisUrl) args.push('--redis', redisUrl);
-  if (AUTH) args.push('--jwt-secret', JWT_SECRET, '--api-key', API_KEY);
+  // No clock leeway, so that a short token's expiry (4001) comes within the test's time.
+  if (AUTH) args.push('--jwt-secret', JWT_SECRET, '--api-key', API_KEY, '--jwt-leeway', '0');
   args.push('--log-level', 'info');
   const proc = new Proc(name, BIN, args);
   proc.port = port;
@@ -523,6 +524,34 @@ if (AUTH) {
     await waitConn(a, 'connected');
     await sendByEnter(a, 'Bob is gone');
     await waitMessage(a, room, 'Bob is gone');
+    assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
+  });
+}
+
+if (AUTH) {
+  step('a token that expires (4001): the page says so and does not reconnect', async () => {
+    const room = env.room;
+    const b = env.b.page;
+    env.tokens.b = mintToken('bob', 'Bob', '5s');
+    await b.goto(pageUrl(env.s2.base, 'b', { room }));
+    await waitConn(b, 'connected');
+    await b.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+    await b.evaluate(() => {
+      window.__sockets = 0;
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native { constructor(...args) { super(...args); window.__sockets++; } };
+    });
+    await b.waitForSelector(sel.conn('closed'), { state: 'attached', timeout: 15000 });
+    assert.match(await b.textContent('[data-testid="conn-text"]'), /expired/i);
+    assert.match(await b.textContent('[data-testid="global-error-text"]'), /token has expired/i);
+    await sleep(3000);
+    assert.equal(await b.getAttribute('[data-testid="conn-status"]', 'data-state'), 'closed');
+    assert.equal(await b.evaluate(() => window.__sockets), 0, 'page B opened no new WebSocket');
+
+    // Opened again with the expired token, the page says so at once and does not try.
+    await b.reload();
+    await waitConn(b, 'closed');
+    assert.match(await b.textContent('[data-testid="global-error-text"]'), /token has expired/i);
     assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
   });
 }
