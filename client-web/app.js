@@ -10,6 +10,26 @@ const MAX_ITEMS = 1000;            // messages and notices kept per room in the 
 const LS_USER_ID = 'roomcast.userId';
 const LS_NAME = 'roomcast.name';
 const SS_ROOMS = 'roomcast.rooms';
+const CLOSE_EXPIRED = 4001;        // the token expired (PROTOCOL.md section 8): get a new one first
+const CLOSE_KICKED = 4003;         // disconnected by the server (section 9): do not reconnect on our own
+
+// A token in the page's own URL (`?token=`, from the application that sent the user here) is the
+// identity: it goes on the WebSocket upgrade and on every HTTP call, and the name cannot be changed.
+const authToken = new URLSearchParams(location.search).get('token') || '';
+
+// The token's `exp` (seconds), read without verifying (the server verifies); 0 when absent or unreadable.
+function tokenExp(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(part + '='.repeat((4 - part.length % 4) % 4)));
+    return typeof claims.exp === 'number' ? claims.exp : 0;
+  } catch (_) { return 0; }
+}
+const tokenExpired = () => { const exp = authToken ? tokenExp(authToken) : 0; return exp > 0 && exp * 1000 <= Date.now(); };
+
+function authHeaders() {
+  return authToken ? { Authorization: `Bearer ${authToken}` } : {};
+}
 
 // ---------- small helpers ----------
 
@@ -77,6 +97,8 @@ function describeError(code, message) {
 
 const el = {
   nameForm: byTestId('name-form'),
+  whoami: byTestId('whoami'),
+  whoamiName: byTestId('whoami-name'),
   nameInput: byTestId('name-input'),
   conn: byTestId('conn-status'),
   connText: byTestId('conn-text'),
@@ -153,7 +175,10 @@ const pending = new Map();  // ref -> {kind, roomId?, text?}: requests still wai
 
 function nextRef(kind) { return `${kind}-${++refSeq}`; }
 
-const conn = new Connection((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws', {
+const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'
+  + (authToken ? `?token=${encodeURIComponent(authToken)}` : '');
+
+const conn = new Connection(wsUrl, {
   onOpen() {
     const ref = nextRef('hello');
     pending.set(ref, { kind: 'hello' });
@@ -161,7 +186,7 @@ const conn = new Connection((location.protocol === 'https:' ? 'wss://' : 'ws://'
     for (const room of state.rooms.values()) sendJoin(room);
   },
   onFrame: handleFrame,
-  onDown() {
+  onDown(code) {
     for (const room of state.rooms.values()) {
       room.joined = false;
       room.itemEl.dataset.status = 'joining';
@@ -176,8 +201,17 @@ const conn = new Connection((location.protocol === 'https:' ? 'wss://' : 'ws://'
       showRoomError(lostChat.roomId,
         'The connection dropped before the server confirmed your last message; it may not have been sent.');
     }
-    setConn('reconnecting');
+    if (code === CLOSE_KICKED) {
+      setConn('closed', 'Disconnected by the server');
+      showGlobalError('You were disconnected by the server. Reload the page to connect again.');
+    } else if (code === CLOSE_EXPIRED || tokenExpired()) {
+      setConn('closed', 'Session expired');
+      showGlobalError('Your session token has expired. Get a new link from the application that sent you here, then open it.');
+    } else {
+      setConn('reconnecting');
+    }
   },
+  mayRetry: (code) => code !== CLOSE_KICKED && code !== CLOSE_EXPIRED && !tokenExpired(),
   onRetry(delayMs) {
     const secs = Math.max(1, Math.round(delayMs / 1000));
     el.connText.textContent = navigator.onLine === false
@@ -189,11 +223,13 @@ const conn = new Connection((location.protocol === 'https:' ? 'wss://' : 'ws://'
 const send = (obj) => conn.send(obj);
 const isOpen = () => conn.isOpen();
 
-function setConn(s) {
+// closed: the server ended the session for good (4001, 4003); `text` says why.
+function setConn(s, text) {
   state.conn = s;
   el.conn.dataset.state = s;
   if (s === 'connected') el.connText.textContent = 'Connected';
   else if (s === 'connecting') el.connText.textContent = 'Connecting…';
+  else if (s === 'closed') el.connText.textContent = text || 'Disconnected';
   else el.connText.textContent = 'Reconnecting…';
   el.composerForm.dataset.connected = String(s === 'connected');
 }
@@ -222,6 +258,7 @@ function handleFrame(data) {
     case 'hello':
       if (ref) pending.delete(ref);
       if (msg.user && typeof msg.user.id === 'string') state.me = msg.user;
+      renderWhoami();
       conn.markGood();
       setConn('connected');
       rerenderOwnership();
@@ -256,6 +293,7 @@ function onJoined(msg) {
   if (msg.user && typeof msg.user.id === 'string') {
     const changed = !state.me || state.me.id !== msg.user.id;
     state.me = msg.user;
+    renderWhoami();
     if (changed) rerenderOwnership();
   }
   room.joined = true;
@@ -662,7 +700,7 @@ async function createRoom() {
   }
   // Not connected yet: ask over HTTP; the join goes out when the socket opens.
   try {
-    const res = await fetch('/create-room', { method: 'POST' });
+    const res = await fetch('/create-room', { method: 'POST', headers: authHeaders() });
     const body = await res.json();
     if (res.status !== 201 || typeof body.roomId !== 'string') throw new Error(`HTTP ${res.status}`);
     openRoom(body.roomId, { focus: true });
@@ -714,9 +752,19 @@ function saveName(raw) {
   setConn('connecting');
 }
 
+// With a token the server says who we are: show it instead of the name form.
+function renderWhoami() {
+  if (!authToken || !state.me) return;
+  el.whoamiName.textContent = userName(state.me);
+  el.whoami.title = `User id: ${state.me.id}`;
+  el.whoami.dataset.userId = state.me.id;
+  el.whoami.hidden = false;
+}
+
 // ---------- wiring ----------
 
 el.nameInput.value = userNameWanted;
+if (authToken) el.nameForm.hidden = true;
 el.nameForm.addEventListener('submit', (e) => { e.preventDefault(); saveName(el.nameInput.value); });
 
 el.globalErrorDismiss.addEventListener('click', () => { el.globalError.hidden = true; });
@@ -770,6 +818,11 @@ if (linkRoom !== null) {
 }
 if (!state.active) activate(null);
 updateByteCount();
-setConn('connecting');
-conn.connect();
+if (tokenExpired()) {
+  setConn('closed', 'Session expired');
+  showGlobalError('Your session token has expired. Get a new link from the application that sent you here, then open it.');
+} else {
+  setConn('connecting');
+  conn.connect();
+}
 

@@ -18,14 +18,17 @@ export class Connection {
   // url: the ws(s):// address. Callbacks:
   //   onOpen()          the socket is open (send the greeting and the joins from here)
   //   onFrame(text)     a text frame arrived
-  //   onDown()          the socket is gone (called once per socket that had been handed out)
+  //   onDown(code)      the socket is gone (called once per socket that had been handed out); code is
+  //                     the close code, or 0 when the client gave up on the socket itself
   //   onRetry(delayMs)  a reconnect is scheduled in delayMs
-  constructor(url, { onOpen, onFrame, onDown, onRetry }) {
+  //   mayRetry(code)    optional: false means do not reconnect after this close (4003, 4001)
+  constructor(url, { onOpen, onFrame, onDown, onRetry, mayRetry }) {
     this.url_ = url;
     this.onOpen_ = onOpen;
     this.onFrame_ = onFrame;
     this.onDown_ = onDown;
     this.onRetry_ = onRetry;
+    this.mayRetry_ = mayRetry || (() => true);
     this.ws_ = null;            // the current socket, or null while waiting to reconnect
     this.attempt_ = 0;          // reconnects since the last good session, for the backoff
     this.retryTimer_ = null;    // pending reconnect
@@ -85,7 +88,7 @@ export class Connection {
       this.lastRx_ = Date.now();
       if (typeof ev.data === 'string') this.onFrame_(ev.data);
     };
-    sock.onclose = () => { if (sock === this.ws_) this.down_(); };
+    sock.onclose = (ev) => { if (sock === this.ws_) this.down_(ev.code); };
     sock.onerror = () => { /* a close event follows */ };
   }
 
@@ -99,14 +102,14 @@ export class Connection {
     const had = this.ws_ !== null;
     this.discard_();
     this.attempt_ = 0;
-    if (had) this.onDown_();
+    if (had) this.onDown_(0);
     this.connect();
   }
 
-  down_() {
+  down_(code = 0) {
     this.discard_();
-    this.onDown_();
-    this.scheduleRetry_();
+    this.onDown_(code);
+    if (this.mayRetry_(code)) this.scheduleRetry_();
   }
 
   // Forgets the current socket: its handlers go quiet and it is closed if still open.

@@ -1,10 +1,12 @@
-// roomcast end-to-end test: two Chromium pages on two server instances (one Redis), one room, a restart.
+// roomcast end-to-end test: two Chromium pages on two server instances (one Redis), one room, a restart;
+// with ROOMCAST_E2E_AUTH=1 the servers require tokens, the pages carry them, and one user is disconnected.
 // Rule: it starts and stops everything it uses itself, on free loopback ports, and downloads nothing.
 'use strict';
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
@@ -20,6 +22,9 @@ try {
 const HERE = __dirname;
 const STANDALONE = process.env.ROOMCAST_E2E_STANDALONE === '1';
 const HISTORY = process.env.ROOMCAST_E2E_HISTORY === '1';
+const AUTH = process.env.ROOMCAST_E2E_AUTH === '1';
+const JWT_SECRET = crypto.randomBytes(24).toString('base64');  // used only when AUTH
+const API_KEY = crypto.randomBytes(24).toString('base64');
 const BIN = path.resolve(process.env.ROOMCAST_BIN || path.join(HERE, '../../build/server/roomcast'));
 const STATIC = path.resolve(process.env.ROOMCAST_STATIC || path.join(HERE, '../../client-web'));
 const OUT = path.resolve(process.env.ROOMCAST_E2E_OUT || path.join(HERE, 'out'));
@@ -111,6 +116,32 @@ function httpGetJson(port, urlPath) {
   });
 }
 
+function httpPostJson(port, urlPath, headers, obj) {
+  return new Promise((resolve) => {
+    const body = JSON.stringify(obj);
+    const req = http.request({ host: '127.0.0.1', port, path: urlPath, method: 'POST', timeout: 2000,
+      headers: { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(text); } catch (_) { /* not JSON */ }
+        resolve({ status: res.statusCode, json, body: text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ status: 0, json: null, body: err.message }));
+    req.end(body);
+  });
+}
+
+// A token from the server's own `roomcast token` (AUTH only).
+function mintToken(sub, name, ttl = '1h') {
+  return execFileSync(BIN, ['token', '--secret', JWT_SECRET, '--sub', sub, '--name', name, '--ttl', ttl],
+    { encoding: 'utf8' }).trim();
+}
+
 function redisPing(port) {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
@@ -138,6 +169,8 @@ async function waitUntil(what, proc, probe) {
 function roomcast(name, port, redisUrl) {
   const args = ['--host', '127.0.0.1', '--port', String(port), '--static', STATIC];
   if (redisUrl) args.push('--redis', redisUrl);
+  // No clock leeway, so that a short token's expiry (4001) comes within the test's time.
+  if (AUTH) args.push('--jwt-secret', JWT_SECRET, '--api-key', API_KEY, '--jwt-leeway', '0');
   args.push('--log-level', 'info');
   const proc = new Proc(name, BIN, args);
   proc.port = port;
@@ -205,10 +238,26 @@ async function waitMember(page, room, name) {
     .some((e) => e.textContent.replace(/ \(you\)$/, '') === n), [sel.members(room), name]);
 }
 
+// Without authentication the page names itself; with it, the identity comes from the page's token and
+// is shown instead of the name form.
 async function setName(page, name) {
+  if (AUTH) {
+    await page.waitForSelector('[data-testid="whoami"]:not([hidden])');
+    assert.equal(await page.textContent('[data-testid="whoami-name"]'), name, 'the identity shown is the token\'s');
+    assert.equal(await page.isHidden('[data-testid="name-form"]'), true, 'no name form with a token');
+    return;
+  }
   await page.fill('[data-testid="name-input"]', name);
   await page.click('[data-testid="name-save"]');
   await waitConn(page, 'connected');
+}
+
+// The page's address: with AUTH, the page's token rides along in ?token=.
+function pageUrl(base, who, params = {}) {
+  const q = new URLSearchParams(params);
+  if (AUTH) q.set('token', env.tokens[who]);
+  const qs = q.toString();
+  return `${base}/${qs ? `?${qs}` : ''}`;
 }
 
 async function sendByEnter(page, text) {
@@ -232,6 +281,7 @@ const env = {
   a: null,         // {page, ctx, dataDir}
   b: null,
   room: null,      // the room code page A created
+  tokens: {},      // AUTH: page name -> token
 };
 
 let broken = null; // first failed step: the ones after it are skipped, not failed again
@@ -264,6 +314,7 @@ before(async () => {
   if (env.s2 !== env.s1) env.s2.start();
   await Promise.all([env.s1.ready(), env.s2.ready()]);
 
+  if (AUTH) env.tokens = { a: mintToken('alice', 'Alice'), b: mintToken('bob', 'Bob') };
   [env.a, env.b] = await Promise.all([openBrowser('a'), openBrowser('b')]);
 });
 
@@ -296,7 +347,7 @@ after(async () => {
 
 step('page A sets a name and creates a room', async () => {
   const { page } = env.a;
-  await page.goto(`${env.s1.base}/`);
+  await page.goto(pageUrl(env.s1.base, 'a'));
   await waitConn(page, 'connected');
   await setName(page, 'Alice');
 
@@ -323,11 +374,11 @@ step('page A sets a name and creates a room', async () => {
 step('page B opens the share link on the other instance', async () => {
   const { page } = env.b;
   const room = env.room;
-  await page.goto(`${env.s2.base}/`);
+  await page.goto(pageUrl(env.s2.base, 'b'));
   await waitConn(page, 'connected');
   await setName(page, 'Bob');
 
-  await page.goto(`${env.s2.base}/?room=${room}`);
+  await page.goto(pageUrl(env.s2.base, 'b', { room }));
   await waitConn(page, 'connected');
   await page.waitForSelector(`[data-testid="room-view"][data-room="${room}"]:not([hidden])`);
   assert.equal((await page.textContent('[data-testid="room-code"]')).trim(), room);
@@ -446,3 +497,61 @@ step('page B reconnects after its instance restarts, without gaps or duplicates'
   }
   assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
 });
+
+if (AUTH) {
+  step('the server disconnects Bob (4003): page B says so and does not reconnect', async () => {
+    const room = env.room;
+    const a = env.a.page;
+    const b = env.b.page;
+    await b.evaluate(() => {
+      window.__sockets = 0;
+      const Native = window.WebSocket;
+      // Count the sockets the page opens from now on (the page's own code is untouched).
+      window.WebSocket = class extends Native { constructor(...args) { super(...args); window.__sockets++; } };
+    });
+    const r = await httpPostJson(env.s1.port, '/api/disconnect', { 'X-API-Key': API_KEY }, { userId: 'bob' });
+    assert.deepEqual([r.status, r.json], [200, { ok: true }], r.body);
+    await waitConn(b, 'closed');
+    assert.match(await b.textContent('[data-testid="conn-text"]'), /disconnected by the server/i);
+    await b.waitForSelector('[data-testid="global-error"]:not([hidden])');
+    assert.match(await b.textContent('[data-testid="global-error-text"]'), /disconnected by the server/i);
+    await a.waitForFunction((list) => !Array.from(document.querySelectorAll(`${list} [data-testid="member"]`))
+      .some((e) => e.textContent.replace(/ \(you\)$/, '') === 'Bob'), sel.members(room));
+
+    await sleep(3000); // longer than the first backoff delays: a reconnect would have happened by now
+    assert.equal(await b.getAttribute('[data-testid="conn-status"]', 'data-state'), 'closed');
+    assert.equal(await b.evaluate(() => window.__sockets), 0, 'page B opened no new WebSocket');
+    await waitConn(a, 'connected');
+    await sendByEnter(a, 'Bob is gone');
+    await waitMessage(a, room, 'Bob is gone');
+    assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
+  });
+}
+
+if (AUTH) {
+  step('a token that expires (4001): the page says so and does not reconnect', async () => {
+    const room = env.room;
+    const b = env.b.page;
+    env.tokens.b = mintToken('bob', 'Bob', '5s');
+    await b.goto(pageUrl(env.s2.base, 'b', { room }));
+    await waitConn(b, 'connected');
+    await b.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+    await b.evaluate(() => {
+      window.__sockets = 0;
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native { constructor(...args) { super(...args); window.__sockets++; } };
+    });
+    await b.waitForSelector(sel.conn('closed'), { state: 'attached', timeout: 15000 });
+    assert.match(await b.textContent('[data-testid="conn-text"]'), /expired/i);
+    assert.match(await b.textContent('[data-testid="global-error-text"]'), /token has expired/i);
+    await sleep(3000);
+    assert.equal(await b.getAttribute('[data-testid="conn-status"]', 'data-state'), 'closed');
+    assert.equal(await b.evaluate(() => window.__sockets), 0, 'page B opened no new WebSocket');
+
+    // Opened again with the expired token, the page says so at once and does not try.
+    await b.reload();
+    await waitConn(b, 'closed');
+    assert.match(await b.textContent('[data-testid="global-error-text"]'), /token has expired/i);
+    assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
+  });
+}
