@@ -573,7 +573,7 @@ class Chaos:
             allowed |= {"roomcast:instance:%s" % label, "roomcast:instance:%s:rooms" % label, "roomcast:chats:%s" % label}
         while True:
             keys = set(await asyncio.to_thread(redis.command, "KEYS", "*") or [])
-            registry = set(await asyncio.to_thread(redis.command, "SMEMBERS", "roomcast:instances") or [])
+            registry = set(await asyncio.to_thread(redis.command, "ZRANGE", "roomcast:instances", "0", "-1") or [])
             left = sorted(k for k in keys if k not in allowed and not (k == "roomcast:instances" and registry <= live))
             if not left or now() > deadline:
                 break
