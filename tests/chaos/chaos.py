@@ -575,6 +575,17 @@ class Chaos:
             keys = set(await asyncio.to_thread(redis.command, "KEYS", "*") or [])
             registry = set(await asyncio.to_thread(redis.command, "ZRANGE", "roomcast:instances", "0", "-1") or [])
             left = sorted(k for k in keys if k not in allowed and not (k == "roomcast:instances" and registry <= live))
+            # Chat records of instances that died stay (bounded, 8192 entries) until their TTL of a day: a
+            # cut-off instance needs them to answer its chats in doubt truthfully when it comes back, and
+            # nobody can tell a dead instance from a cut-off one. They must carry that TTL, nothing longer.
+            kept = []
+            for k in left:
+                if k.startswith("roomcast:chats:"):
+                    ttl = await asyncio.to_thread(redis.command, "PTTL", k)
+                    if isinstance(ttl, int) and 0 < ttl <= 86400000:
+                        continue
+                kept.append(k)
+            left = kept
             if not left or now() > deadline:
                 break
             await asyncio.sleep(0.5)
