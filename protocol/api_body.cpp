@@ -9,15 +9,18 @@
 
 #include "protocol/utf8.h"
 
+#include "protocol/json_write.h"
+
 namespace roomcast::protocol {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::Writer;
+using json::done;
+using json::put;
+using json::field;
 
-void put(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
-std::string done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
 
 bool fail(ApiError* err, ErrorCode code, std::string message) {
   err->code = code;
@@ -31,10 +34,6 @@ bool parse_object(std::string_view body, rapidjson::Document* doc) {
   return !doc->HasParseError() && doc->IsObject();
 }
 
-const rapidjson::Value* field(const rapidjson::Value& obj, const char* name) {
-  auto it = obj.FindMember(name);
-  return it == obj.MemberEnd() ? nullptr : &it->value;
-}
 
 std::string_view text(const rapidjson::Value& v) { return std::string_view(v.GetString(), v.GetStringLength()); }
 

@@ -7,15 +7,17 @@
 
 #include "protocol/message.h"
 
+#include "protocol/json_write.h"
+
 namespace roomcast::protocol {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::Writer;
+using json::done;
+using json::put;
 
-void put(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
-std::string done(const rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
 
 }  // namespace
 

@@ -13,18 +13,22 @@
 
 #include <cstring>
 
+#include "protocol/json_write.h"
+
 namespace roomcast::protocol {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using json::Writer;
+using json::done;
+using json::put;
+using json::field;
 
 struct Table {
   const char* name;
   ErrorCode code;
 };
 
-void put(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 void key(Writer& w, const char* k) { w.Key(k); }
 
 void put_user(Writer& w, const User& u) {
@@ -42,7 +46,6 @@ void put_ref(Writer& w, std::string_view ref) {
   w.RawValue(ref.data(), ref.size(), rapidjson::kStringType);
 }
 
-std::string done(rapidjson::StringBuffer& buf) { return std::string(buf.GetString(), buf.GetSize()); }
 
 // Hands SAX events on to a Document, refusing nesting deeper than kMaxJsonDepth.
 class DepthLimit {
@@ -101,10 +104,6 @@ Parsed parse_json(std::string_view text, rapidjson::Document* doc) {
   return ok ? Parsed::Ok : Parsed::Bad;
 }
 
-const rapidjson::Value* field(const rapidjson::Value& obj, const char* name) {
-  auto it = obj.FindMember(name);
-  return it == obj.MemberEnd() ? nullptr : &it->value;
-}
 
 bool fail(MessageError* err, ErrorCode code, std::string text) {
   err->code = code;
