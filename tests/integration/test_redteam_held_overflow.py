@@ -39,13 +39,15 @@ class HeldOverflowLoss(ClusterTestCase):
         await j.send({"type": "join", "roomId": room})
         for i in range(CHATS):
             await f.chat(room, "%03d%s" % (i, FILL), "c%d" % i)
-        for i in range(CHATS):
-            answer = await f.answer("c%d" % i)
-            self.assertEqual(answer["type"], "ack", answer)
+        answers = [await f.answer("c%d" % i) for i in range(CHATS)]
         took = time.monotonic() - started
         proxy.open_gate()
+        # A slow machine (or a sanitizer build) is too slow for the scenario: a's probe deadline is 3 s, and
+        # chats that reach Redis over 1 s after they were sent are refused (unavailable), by design.
         if took > 2.0:
             self.skipTest("the flood took %.1f s: too close to a's 3 s probe deadline on this machine" % took)
+        for answer in answers:
+            self.assertEqual(answer["type"], "ack", answer)
         await j.take("joined")
         got = []
         try:
