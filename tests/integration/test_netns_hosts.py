@@ -5,8 +5,8 @@
 room.
 
 1. Chats cross hosts both ways, acked with ids, seen by everyone in one order.
-2. app1's switch port goes down for at least CUT_MIN seconds and until app1's /healthz, asked from inside app1, says
-   503 "redis":"down". Meanwhile bob (app2) keeps chatting and app2 keeps acking. alice sends a chat into the cut
+2. app1's switch port goes down for at least CUT_MIN seconds and until DOWN_HOLD seconds after app1's /healthz, asked
+   from inside app1, says 503 "redis":"down". Meanwhile bob (app2) keeps chatting and app2 keeps acking. alice sends a chat into the cut
    (her frame waits in TCP); carol's connection is reset from the client's side (the reset is lost in the cut).
 3. The cable is back: app1's /healthz returns to 200 "up". alice (reconnecting with `since` if her connection did not
    survive) and carol (reconnecting with `since` = the last id she saw) must end with exactly bob's sequence of
@@ -30,6 +30,7 @@ PREFIX = "rcnetns"          # namespaces: rcnetns-<pid>x<hex>-<host>
 PORT = 8080                 # every host has its own port space
 CUT_MIN = 4.0               # app1's cable stays out at least this long ...
 DOWN_WITHIN = 12.0 * SCALE  # ... and until /healthz says 503 (probe every 1 s, deadline 3 s), which must come by then
+DOWN_HOLD = 1.0            # and this long after that, so app1 spends a while knowing it cannot reach Redis
 UP_WITHIN = 20.0 * SCALE    # /healthz 200 again after the cable is back
 CHAT_EVERY = 0.25           # bob's pace during the cut
 INSTANCE_ARGS = ["--log-level", "debug", "--history", "500"]
@@ -217,7 +218,7 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
                 if st == 503:
                     down_body, t_down = body, time.monotonic() - t_cut
             elapsed = time.monotonic() - t_cut
-            if down_body is not None and elapsed >= CUT_MIN:
+            if down_body is not None and elapsed >= max(CUT_MIN, t_down + DOWN_HOLD):
                 break
             if elapsed > DOWN_WITHIN:
                 self.fail("app1 /healthz not 503 within %.1fs of the cut (last: %r %r)" % (DOWN_WITHIN, st, body))
