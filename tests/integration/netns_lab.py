@@ -142,8 +142,8 @@ def _run_alive(run):
 
 
 def sweep_leftovers(prefix):
-    """Delete the namespaces named <prefix>-<run>-* of runs whose process is gone, killing what runs in them.
-    Returns the names removed."""
+    """Delete the namespaces named <prefix>-<run>-* of runs whose process is gone, killing what runs in them, and
+    their temp folders (<tmp>/<prefix>-<run>-*). Returns the names removed."""
     removed = []
     for ns in list_netns():
         if not ns.startswith(prefix + "-"):
@@ -154,6 +154,11 @@ def sweep_leftovers(prefix):
         _kill_all_in(ns, grace=1.0)
         _ip("netns", "del", ns, check=False)
         removed.append(ns)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        if name.startswith(prefix + "-") and not _run_alive(name[len(prefix) + 1:].split("-", 1)[0]):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            removed.append(os.path.join(tmp, name))
     return removed
 
 
@@ -208,13 +213,14 @@ class NetnsLab:
     Namespace names: <prefix>-<pid>x<hex>-<host> (and -switch), unique per run, so parallel runs never meet and
     sweep_leftovers(prefix) can tell a dead run's namespaces from a live one's."""
 
-    def __init__(self, prefix="rcnetns", subnet="10.213.47", tmp=None):
+    def __init__(self, prefix="rcnetns", subnet="10.213.47"):
         self.prefix = prefix
         self.run_id = "%dx%s" % (os.getpid(), secrets.token_hex(2))
         self.subnet = subnet          # first three octets of the /24
         self.hosts = {}               # name -> Host, in creation order
         self.procs = []               # Popen of everything started with Host.popen
-        self.tmp = tmp or tempfile.mkdtemp(prefix="roomcast-netns-")
+        # Logs and data of the lab's processes; named after the run, so a sweep finds those of a killed run.
+        self.tmp = tempfile.mkdtemp(prefix="%s-%s-" % (prefix, self.run_id))
         self.switch = "%s-%s-switch" % (prefix, self.run_id)
         self._namespaces = []         # every namespace created (deleted in reverse order)
         self._add_ns(self.switch)
@@ -365,6 +371,10 @@ class HostRoomcast(RoomcastServer):
         self.lab_host = host
         self.instance_id = instance_id
         self.require_up = require_up
+        # Its log lives in the lab's folder (swept with it if the test is killed), not in a folder of its own.
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp = tempfile.mkdtemp(prefix="roomcast-%s-" % instance_id, dir=host.lab.tmp)
+        self.log_path = os.path.join(self.tmp, "%s.log" % self.name)
 
     def command(self):
         return self.lab_host.argv(super().command())
