@@ -308,6 +308,16 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(dups, [], "%s got chats twice (%s)" % (m.uid, "; ".join(m.notes) or "one connection"))
             self.assertEqual(got, reference, "%s's chats differ from bob's (%s)" % (m.uid, "; ".join(m.notes)))
 
+        # Efficiency (section 5): once the dust settles, one subscription to the room per instance, none left over
+        # from app1's connections of before the cut.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            numsub = await asyncio.to_thread(self.redis.cli, "PUBSUB", "NUMSUB", "room:" + room)
+            if numsub.split()[-1:] == ["2"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        self.assertEqual(numsub.split()[-1:], ["2"], "PUBSUB NUMSUB room:%s after recovery: %r" % (room, numsub))
+
         sys.stderr.write("\nnetns: cut %.1fs, app1 503 after %.1fs, 200 %.1fs after the cable's return; %d chats; "
                          "alice's connection %s; her chat into the cut: %s; carol: %s\n"
                          % (t_cut_total, t_down, t_up, len(reference),
