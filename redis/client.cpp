@@ -19,6 +19,7 @@
 #include <random>
 #include <utility>
 
+#include "redis/owner_calls.h"
 #include "redis/resp.h"
 #include "redis/subscriptions.h"
 #include "redis/uv_adapter.h"
@@ -102,31 +103,15 @@ struct Client::Impl {
   // ---- logging and user callbacks -------------------------------------------------------------
 
   void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4))) {
-    if (!opt_.log || level > opt_.log_level) return;
-    char buf[512];
-    int n = std::snprintf(buf, sizeof buf, "redis %s: ", opt_.instance_id.c_str());
-    if (n < 0 || static_cast<size_t>(n) >= sizeof buf) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+    vlog_line(opt_, "redis", level, fmt, ap);
     va_end(ap);
-    try {
-      opt_.log(level, std::string(buf));
-    } catch (...) {
-    }
   }
 
-  // Runs a user callback; an exception never reaches hiredis or libuv.
   template <class F, class... A>
   void call(const char* what, F& f, A&&... a) {
-    if (!f) return;
-    try {
-      f(std::forward<A>(a)...);
-    } catch (const std::exception& e) {
-      logf(0, "%s callback threw: %s", what, e.what());
-    } catch (...) {
-      logf(0, "%s callback threw", what);
-    }
+    call_owner(opt_, "redis", what, f, std::forward<A>(a)...);
   }
 
   // ---- connection lifecycle ------------------------------------------------------------------

@@ -21,6 +21,7 @@
 #include <random>
 #include <utility>
 
+#include "redis/owner_calls.h"
 #include "redis/resp.h"
 #include "redis/resp_conn.h"
 #include "redis/slots.h"
@@ -162,28 +163,15 @@ struct ClusterClient::Impl : RespTracker {
   // ---- logging and user callbacks -------------------------------------------------------------
 
   void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4))) {
-    if (!opt_.log || level > opt_.log_level) return;
-    char buf[512];
-    int n = std::snprintf(buf, sizeof buf, "redis cluster %s: ", opt_.instance_id.c_str());
-    if (n < 0 || static_cast<size_t>(n) >= sizeof buf) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+    vlog_line(opt_, "redis cluster", level, fmt, ap);
     va_end(ap);
-    try {
-      opt_.log(level, std::string(buf));
-    } catch (...) {
-    }
   }
 
   template <class F, class... A>
   void call(const char* what, F& f, A&&... a) {
-    if (!f) return;
-    try {
-      f(std::forward<A>(a)...);
-    } catch (...) {
-      logf(0, "%s callback threw", what);
-    }
+    call_owner(opt_, "redis cluster", what, f, std::forward<A>(a)...);
   }
 
   void on_conn_freed() override {

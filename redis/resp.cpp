@@ -2,6 +2,10 @@
 // Rule: pure functions over bytes; a hiredis reply is copied out, never kept past its callback.
 #include "redis/resp.h"
 
+#include <cstdio>
+
+#include "redis/owner_calls.h"
+
 namespace roomcast::redis {
 
 namespace {
@@ -28,6 +32,18 @@ void format_command(const std::vector<std::string_view>& argv, std::string* out)
   out->reserve(out->size() + bytes);
   format_array_header(argv.size(), out);
   for (auto a : argv) format_bulk(a, out);
+}
+
+void vlog_line(const Options& opt, const char* head, int level, const char* fmt, va_list ap) {
+  if (!opt.log || level > opt.log_level) return;
+  char buf[512];
+  int n = std::snprintf(buf, sizeof buf, "%s %s: ", head, opt.instance_id.c_str());
+  if (n < 0 || static_cast<size_t>(n) >= sizeof buf) n = 0;
+  std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+  try {
+    opt.log(level, std::string(buf));
+  } catch (...) {
+  }
 }
 
 std::string client_name(const std::string& instance_id, const char* role) {

@@ -160,6 +160,33 @@ const char* kMembersScript =
     "end\n"
     "return out\n";
 
+// A Lua function shared by both reapers: removes from the members hash the lines of a dead instance's
+// connections ("<instance>/<digits>\t<user>") and publishes each one's presence `leave` on the channel
+// with the publish command given (PUBLISH, or SPUBLISH in a cluster). Returns the lines removed.
+const char* kReapLines =
+    "local function reap_lines(hash, channel, room, inst, publish)\n"
+    "  local tag, reaped = inst .. '/', 0\n"
+    "  local all = redis.call('HGETALL', hash)\n"
+    "  for i = 1, #all, 2 do\n"
+    "    local keep, gone = {}, 0\n"
+    "    for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
+    "      local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
+    "      if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
+    "        gone = gone + 1\n"
+    "        redis.call(publish, channel,\n"
+    "          '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. room .. '\",\"user\":' .. user .. '}')\n"
+    "      else\n"
+    "        keep[#keep + 1] = line\n"
+    "      end\n"
+    "    end\n"
+    "    if gone > 0 then\n"
+    "      reaped = reaped + gone\n"
+    "      if #keep == 0 then redis.call('HDEL', hash, all[i]) else redis.call('HSET', hash, all[i], table.concat(keep, '\\n')) end\n"
+    "    end\n"
+    "  end\n"
+    "  return reaped\n"
+    "end\n";
+
 // The reaper, run with every heartbeat. ARGV[1] key prefix, ARGV[2] this instance, ARGV[3] '1' to
 // treat this instance's own old entries as dead (a restart under the same --instance-id), ARGV[4] the
 // instance TTL in ms. The instance set is a sorted set: instance -> Redis time (ms) of its last
@@ -172,7 +199,7 @@ const char* kMembersScript =
 // which nobody could write (an outage, maxmemory), everybody's heartbeat is old, and nobody may
 // mistake the others for dead before they had a turn. Its ZADD is a write: refused, nothing is reaped.
 // Returns {members reaped, 1 if this instance had been reaped}.
-const char* kReapScript =
+const std::string kReapScript = std::string(kReapLines) +
     "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
     "local set = prefix .. 'roomcast:instances'\n"
     "local t = redis.call('TIME')\n"
@@ -180,27 +207,8 @@ const char* kReapScript =
     "local reaped = 0\n"
     "local function reap(inst)\n"
     "  local rooms_key = prefix .. 'roomcast:instance:' .. inst .. ':rooms'\n"
-    "  local tag = inst .. '/'\n"
     "  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do\n"
-    "    local hash = prefix .. 'room:' .. room .. ':members'\n"
-    "    local all = redis.call('HGETALL', hash)\n"
-    "    for i = 1, #all, 2 do\n"
-    "      local keep, gone = {}, 0\n"
-    "      for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
-    "        local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
-    "        if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
-    "          gone = gone + 1\n"
-    "          redis.call('PUBLISH', prefix .. 'room:' .. room,\n"
-    "            '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. room .. '\",\"user\":' .. user .. '}')\n"
-    "        else\n"
-    "          keep[#keep + 1] = line\n"
-    "        end\n"
-    "      end\n"
-    "      if gone > 0 then\n"
-    "        reaped = reaped + gone\n"
-    "        if #keep == 0 then redis.call('HDEL', hash, all[i]) else redis.call('HSET', hash, all[i], table.concat(keep, '\\n')) end\n"
-    "      end\n"
-    "    end\n"
+    "    reaped = reaped + reap_lines(prefix .. 'room:' .. room .. ':members', prefix .. 'room:' .. room, room, inst, 'PUBLISH')\n"
     "  end\n"
     "  redis.call('DEL', rooms_key)\n"
     "end\n"
@@ -251,27 +259,8 @@ const char* kClusterReapScript =
 
 // Redis Cluster: one room's part of a reaping. KEYS[1] the members hash; ARGV[1] the dead instance, ARGV[2]
 // the room id, ARGV[3] the room's channel (same slot). Removes its lines, SPUBLISHes their leaves.
-const char* kRoomReapScript =
-    "local tag, reaped = ARGV[1] .. '/', 0\n"
-    "local all = redis.call('HGETALL', KEYS[1])\n"
-    "for i = 1, #all, 2 do\n"
-    "  local keep, gone = {}, 0\n"
-    "  for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
-    "    local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
-    "    if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
-    "      gone = gone + 1\n"
-    "      redis.call('SPUBLISH', ARGV[3],\n"
-    "        '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. ARGV[2] .. '\",\"user\":' .. user .. '}')\n"
-    "    else\n"
-    "      keep[#keep + 1] = line\n"
-    "    end\n"
-    "  end\n"
-    "  if gone > 0 then\n"
-    "    reaped = reaped + gone\n"
-    "    if #keep == 0 then redis.call('HDEL', KEYS[1], all[i]) else redis.call('HSET', KEYS[1], all[i], table.concat(keep, '\\n')) end\n"
-    "  end\n"
-    "end\n"
-    "return reaped\n";
+const std::string kRoomReapScript = std::string(kReapLines) +
+    "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
@@ -720,7 +709,7 @@ class RedisBroker : public Broker {
         cluster_heartbeat_reply(status, reply);
       });
     } else {
-      sent = eval(kReapScript, {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+      sent = eval(kReapScript.c_str(), {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
         if (status != 0) return;
         if (reply.is_error()) {
           LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
@@ -758,7 +747,7 @@ class RedisBroker : public Broker {
       const std::string& dead = reply.elements[i].str;
       for (const redis::Value& room : reply.elements[i + 1].elements) {
         std::string key = members_key(room.str), chan = channel(room.str);
-        eval(kRoomReapScript, {key}, {dead, room.str, chan}, [room = room.str](int st, const redis::Value& r) {
+        eval(kRoomReapScript.c_str(), {key}, {dead, room.str, chan}, [room = room.str](int st, const redis::Value& r) {
           if (st == 0 && r.type == redis::Value::Type::Integer && r.integer > 0)
             LOG_INFO("redis: room %s: %lld members of a dead instance removed; the room was told", room.c_str(), r.integer);
         });
