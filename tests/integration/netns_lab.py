@@ -37,7 +37,7 @@ import tempfile
 import time
 
 from cluster_harness import Peer
-from roomcast_harness import STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError
+from roomcast_harness import STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT_SCRIPT = os.path.join(HERE, "netns_agent.py")
@@ -350,13 +350,7 @@ class HostRedis:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     cleanup = stop
 

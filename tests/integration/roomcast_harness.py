@@ -291,6 +291,18 @@ def start_servers(n, args=(), shared_port=False, name="roomcast"):
         raise
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL if it has not exited within timeout seconds; None or an exited process: nothing."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class RedisServer:
     """A throw-away redis-server: free port, temp dir, no persistence."""
 
@@ -341,13 +353,7 @@ class RedisServer:
             return _resp_read(f)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def pause(self):
