@@ -64,7 +64,7 @@ const std::vector<Setting>& table() {
       {"jwt-issuer", "ROOMCAST_JWT_ISSUER", Kind::Text, 0, 0, "tokens must have this iss (default: iss not checked)", [](Config& c) -> void* { return &c.jwt_issuer; }},
       {"jwt-leeway", "ROOMCAST_JWT_LEEWAY", Kind::Int, 0, 3600, "seconds of clock leeway for exp, nbf and iat (default 60)", [](Config& c) -> void* { return &c.jwt_leeway; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
-      {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
+      {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs, metrics, /healthz and the hello reply (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
       {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
   };
   return t;
