@@ -328,7 +328,11 @@ class RedisBroker : public Broker {
     };
     cb.on_subscribed = [this](std::string_view channel) {
       std::string_view room;
-      if (room_of(channel, &room)) events_->on_broker_subscribed(room);
+      if (!room_of(channel, &room)) return;
+      // Redis Cluster: a room subscribed again on its slot's (new) owner can have its chats in doubt
+      // resolved there now.
+      if (cluster_ && ready_ && doubts_.count(records_key(room))) resolve();
+      events_->on_broker_subscribed(room);
     };
     cb.on_state = [this](bool up) { on_client_state(up); };
     cb.on_lost = [this](std::string_view channel) {
