@@ -22,22 +22,20 @@ sync at once after creation and after a restart (the default waits 5 s).
 
 import asyncio
 import contextlib
-import os
-import random
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 
-from cluster_harness import (SCALE, TIMEOUT, ClusterTestCase, Instance, Peer, Redis, health, metrics, quiet_port,
-                             unique, user, wait_until)
+from cluster_harness import (SCALE, TIMEOUT, ClusterTestCase, Instance, Redis, id_parts, quiet_port, unique,
+                             wait_until)
 from roomcast_harness import _resp_read, quiet_slow_callback_warnings
 
 __all__ = ["keyslot", "room_slot", "ClusterNode", "RedisCluster", "Monitor", "RedisClusterTestCase",
-           "ClusterFailure", "parse_metric_labels", "CLUSTER_TIMEOUT", "chats_of", "answers_of", "resp_pipeline"]
+           "ClusterFailure", "parse_metric_labels", "CLUSTER_TIMEOUT", "chats_of", "answers_of", "resp_pipeline",
+           "check_room_log"]
 
 NSLOTS = 16384
 NODE_TIMEOUT_MS = 1000
@@ -696,4 +694,33 @@ def answers_of(peer):
     for m in peer.seen:
         if m.get("type") in ("ack", "error") and "ref" in m:
             out.setdefault(m["ref"], []).append(m)
+    return out
+
+
+def check_room_log(peers, room, must_ids=(), refused_messages=()):
+    """The promise of PROTOCOL.md section 5 over what `peers` received in `room`: each peer's chat ids strictly
+    increase (one order, nothing twice), every id in `must_ids` reached every peer, one id means one chat (same
+    user and text for everyone), and no text of a refused chat reached anyone. Returns {peer label: [ids]};
+    raises AssertionError naming the first violation."""
+    seen_as = {}
+    out = {}
+    refused = set(refused_messages)
+    for p in peers:
+        evs = chats_of(p, room)
+        ids = [e["id"] for e in evs]
+        for prev, cur in zip(evs, evs[1:]):
+            if id_parts(cur["id"]) <= id_parts(prev["id"]):
+                raise AssertionError("%s: %s after %s in %s (out of order or twice: %r then %r)"
+                                     % (p.label, cur["id"], prev["id"], room, prev["message"], cur["message"]))
+        for e in evs:
+            key = (e["user"]["id"], e["message"])
+            if seen_as.setdefault(e["id"], key) != key:
+                raise AssertionError("id %s is %r for one member and %r for another" % (e["id"], seen_as[e["id"]], key))
+            if e["message"] in refused:
+                raise AssertionError("%s got %r, which was answered with an error" % (p.label, e["message"]))
+        missing = [i for i in must_ids if i not in set(ids)]
+        if missing:
+            raise AssertionError("%s: %d acked chat(s) of %s never arrived, first %s (got %d chats)"
+                                 % (p.label, len(missing), room, missing[:3], len(ids)))
+        out[p.label] = ids
     return out

@@ -1,0 +1,166 @@
+# Redis Cluster mode, steady state (PROTOCOL.md section 7, "Redis Cluster"): rooms on every master, across instances.
+# Rule: one SPUBLISH per chat on the room's slot owner and none elsewhere, no PUBLISH anywhere, one SSUBSCRIBE per
+# instance with local members; one room order for every member; history and `since` as with one Redis.
+import asyncio
+
+from cluster_harness import TIMEOUT, metrics, user
+from redis_cluster_harness import RedisClusterTestCase, check_room_log, chats_of, parse_metric_labels
+
+NO_PROBE = ["--redis-probe-interval", "3600"]   # no liveness SPUBLISH during the counted window
+DROP_WITHIN = 5.0                               # the ~1 s linger, then the SUNSUBSCRIBE reaching the owner
+
+
+def labelled(m, name, **labels):
+    """Value of the sample `name` whose labels include `labels` (None if absent)."""
+    for sample, value in m.items():
+        n, ls = parse_metric_labels(sample)
+        if n == name and all(ls.get(k) == v for k, v in labels.items()):
+            return value
+    return None
+
+
+class Delivery(RedisClusterTestCase):
+    instance_args = ["--log-level", "debug", "--rate", "1000"]
+
+    async def commandstats(self):
+        return await asyncio.to_thread(self.cluster.commandstats)
+
+    async def test_rooms_on_every_master(self):
+        c = self.cluster
+        masters = c.masters()
+        self.assertEqual(len(masters), 3)
+        # i1 knows one seed only (the rest is discovered), i2 all six nodes.
+        i1 = await self.launch("i1", args=NO_PROBE, seeds=c.seeds(masters[:1]))
+        i2 = await self.launch("i2", args=NO_PROBE)
+        for inst in (i1, i2):
+            body = await self.wait_cluster_health(inst, 200, masters=3)
+            self.assertIsInstance(body.get("connections"), int, body)
+        rooms = {m.addr: c.rooms_on(m, 2, "spread") for m in masters}
+        all_rooms = [r for rs in rooms.values() for r in rs]
+        owner = {r: m for m in masters for r in rooms[m.addr]}
+
+        a = await self.peer(i1, "alice")
+        await a.hello(user("alice"))
+        b = await self.peer(i2, "bob")
+        await b.hello(user("bob"))
+        for r in all_rooms:
+            await a.join(r)
+            joined = await b.join(r)
+            self.assertCountEqual(joined["members"], [user("alice"), user("bob")], joined)
+            await a.take("presence", event="join", roomId=r, user=user("bob"))
+        # One SSUBSCRIBE per instance with local members, on the owner only ("joined means subscribed").
+        for r in all_rooms:
+            ch = "room:{%s}" % r
+            for m in masters:
+                n = await asyncio.to_thread(m.shardnumsub, ch)
+                self.assertEqual(n, 2 if m is owner[r] else 0, "SHARDNUMSUB %s on %s (owner %s)"
+                                 % (ch, m.addr, owner[r].addr))
+        m_before = {inst: await metrics(inst.port) for inst in (i1, i2)}
+
+        # The counted window: chats only (presence is done, probes are an hour apart).
+        before = await self.commandstats()
+        sent = {r: [] for r in all_rooms}
+        acks = {}
+        for k in range(5):
+            for r in all_rooms:
+                for p in (a, b):
+                    ref = "%s-%s-%d" % (p.label, r, k)
+                    await p.chat(r, ref, ref=ref)
+                    sent[r].append((p, ref))
+        for r in all_rooms:
+            for p, ref in sent[r]:
+                ans = await p.answer(ref)
+                self.assertEqual(ans["type"], "ack", ans)
+                acks[ref] = ans["id"]
+        for p in (a, b):
+            await p.take_n(len(all_rooms) * 10, "chat", timeout=TIMEOUT)
+        after = await self.commandstats()
+
+        spub = c.stats_delta(before, after, "spublish")
+        for m in masters:
+            self.assertEqual(spub[m.addr], 10 * len(rooms[m.addr]),
+                             "SPUBLISH calls on %s during %d chats to its rooms: %r" % (m.addr, 10 * len(rooms[m.addr]),
+                                                                                        spub))
+        others = {addr: d for addr, d in spub.items() if addr not in rooms}
+        self.assertEqual(sum(others.values()), 0, "SPUBLISH on replicas: %r" % others)
+        publish = {addr: s.get("publish", 0) for addr, s in after.items()}
+        self.assertEqual(sum(publish.values()), 0, "plain PUBLISH in cluster mode: %r" % publish)
+        evals = c.stats_delta(before, after, "eval")
+        evalsha = c.stats_delta(before, after, "evalsha")
+        print("\n[EVAL/EVALSHA per master during %d chats: %s]"
+              % (len(acks), {m.addr: (evals[m.addr], evalsha[m.addr]) for m in masters}))
+
+        # One order per room, the acked ids, everyone everything.
+        for r in all_rooms:
+            ids = check_room_log([a, b], r, must_ids=[acks[ref] for _, ref in sent[r]])
+            self.assertEqual(ids["alice"], ids["bob"], r)
+            got = [e["message"] for e in chats_of(a, r)]
+            for p in (a, b):   # one sender's chats in the order it sent them
+                mine = [ref for ref in got if ref.startswith(p.label + "-")]
+                self.assertEqual(mine, [ref for q, ref in sent[r] if q is p], (p, r))
+
+        # Metrics of cluster mode.
+        for inst in (i1, i2):
+            mm = await metrics(inst.port)
+            self.assertEqual(mm.get("roomcast_redis_masters"), 3, inst)
+            for m in masters:
+                self.assertEqual(labelled(mm, "roomcast_redis_node_up", node=m.addr), 1, (inst, m.addr))
+                self.assertEqual(labelled(mm, "roomcast_redis_node_subscriptions", node=m.addr), 2,
+                                 (inst, m.addr, [k for k in mm if "node_subscriptions" in k]))
+                pub0 = labelled(m_before[inst], "roomcast_redis_node_publishes_total", node=m.addr) or 0
+                pub1 = labelled(mm, "roomcast_redis_node_publishes_total", node=m.addr)
+                self.assertIsNotNone(pub1, (inst, m.addr))
+                self.assertGreaterEqual(pub1 - pub0, 5 * len(rooms[m.addr]), (inst, m.addr))
+            for kind in ("moved", "ask"):
+                self.assertIsNotNone(labelled(mm, "roomcast_redis_redirects_total", kind=kind), (inst, kind))
+            self.assertIn("roomcast_redis_slot_map_refreshes_total", mm)
+
+        # The last local member goes: that instance's SSUBSCRIBE goes too (after the linger), the other stays.
+        for r in all_rooms:
+            await a.leave(r)
+        for r in all_rooms:
+            await self.wait_shardnumsub(r, 1, timeout=DROP_WITHIN)
+        await b.close()
+        for r in all_rooms:
+            await self.wait_shardnumsub(r, 0, timeout=DROP_WITHIN)
+        for inst in (i1, i2):
+            self.assertEqual(await inst.metric("roomcast_rooms"), 0, inst)
+
+    async def test_history_and_since(self):
+        c = self.cluster
+        i1, i2 = await self.launch_n(2)
+        room = c.rooms_on(c.masters()[1], 1, "hist")[0]
+        a, _ = await self.member(i1, "alice", room)
+        ids = []
+        for k in range(6):
+            ids.append((await a.chat_acked(room, "h%d" % k, ref="h%d" % k))["id"])
+        stream = await asyncio.to_thread(c.stream_ids, room)
+        self.assertEqual(stream, ids, "the stream room:{%s}:log on the owner holds the acked ids" % room)
+
+        b, joined = await self.member(i2, "bob", room)
+        self.assertEqual([(e["id"], e["message"], e["user"]) for e in joined["history"]],
+                         [(i, "h%d" % k, user("alice")) for k, i in enumerate(ids)], joined)
+        self.assertCountEqual(joined["members"], [user("alice"), user("bob")], joined)
+        self.assertEqual(joined["count"], 2, joined)
+
+        d = await self.peer(i2, "dora")
+        await d.hello(user("dora"))
+        joined = await d.join(room, since=ids[2])
+        self.assertEqual([e["id"] for e in joined["history"]], ids[3:], joined)
+        self.assertFalse(joined.get("truncated", False), joined)
+
+        ack = await b.chat_acked(room, "live", ref="live")
+        for p in (a, b, d):
+            ev = await p.take("chat", message="live")
+            self.assertEqual(ev["id"], ack["id"], (p, ev))
+
+        # GET /rooms/<id> counts members of both instances, from either.
+        for inst in (i1, i2):
+            from cluster_harness import get_json
+            st, body = await get_json(inst.port, "/rooms/%s" % room)
+            self.assertEqual((st, body.get("count")), (200, 3), body)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
