@@ -375,7 +375,8 @@ class DelayProxy:
 
 class Peer:
     """A WebSocket client whose messages are read in the background. take() removes and returns the first buffered
-    message that matches (waiting for it); the others stay for later takes. `seen` keeps everything in order."""
+    message that matches (waiting for it); the others stay for later takes. `seen` keeps everything in order
+    (`seen_at` the time each was read)."""
 
     def __init__(self, ws, label, port):
         self.ws = ws
@@ -383,6 +384,7 @@ class Peer:
         self.port = port
         self.inbox = []
         self.seen = []
+        self.seen_at = []         # time.monotonic() at which each message of `seen` was read
         self.closed = None        # (code, reason) once the connection is closed
         self._changed = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
@@ -403,6 +405,7 @@ class Peer:
                 msg = json.loads(raw)
                 assert isinstance(msg, dict), "%s: non-object %r" % (self.label, raw[:300])
                 self.seen.append(msg)
+                self.seen_at.append(time.monotonic())
                 self.inbox.append(msg)
                 self._changed.set()
         except websockets.exceptions.ConnectionClosed as e:

@@ -35,7 +35,7 @@ from roomcast_harness import _resp_read, quiet_slow_callback_warnings
 
 __all__ = ["keyslot", "room_slot", "ClusterNode", "RedisCluster", "Monitor", "RedisClusterTestCase",
            "ClusterFailure", "parse_metric_labels", "CLUSTER_TIMEOUT", "chats_of", "answers_of", "resp_pipeline",
-           "check_room_log"]
+           "check_room_log", "ChatTraffic", "wait_delivered"]
 
 NSLOTS = 16384
 NODE_TIMEOUT_MS = 1000
@@ -724,3 +724,91 @@ def check_room_log(peers, room, must_ids=(), refused_messages=()):
                                  % (p.label, len(missing), room, missing[:3], len(ids)))
         out[p.label] = ids
     return out
+
+
+class ChatTraffic:
+    """Chats at a steady rate (all publishers together), round robin over `rooms` and `publishers`, each with a
+    unique text that is also its ref. Publishers need not be members (PROTOCOL.md section 3). Answers are read
+    from the publishers' logs (Peer.seen), with the time each arrived."""
+
+    def __init__(self, publishers, rooms, rate=20.0, tag="t"):
+        self.publishers = list(publishers)
+        self.rooms = list(rooms)
+        self.interval = 1.0 / rate
+        self.tag = tag
+        self.sent = []            # dicts: ref, room, peer, t (monotonic time of the send)
+        self._task = None
+        self._stop = asyncio.Event()
+
+    def start(self):
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self):
+        k = 0
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not self._stop.is_set():
+            room = self.rooms[k % len(self.rooms)]
+            peer = self.publishers[k % len(self.publishers)]
+            ref = "%s-%d" % (self.tag, k)
+            self.sent.append({"ref": ref, "room": room, "peer": peer, "t": time.monotonic()})
+            await peer.chat(room, ref, ref=ref)
+            k += 1
+            next_at += self.interval
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, next_at - loop.time()))
+
+    async def stop(self):
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    def answers(self):
+        """{ref: [(ack or error, monotonic time read)]} over every publisher."""
+        out = {}
+        for p in self.publishers:
+            for m, t in zip(p.seen, p.seen_at):
+                if m.get("type") in ("ack", "error") and "ref" in m:
+                    out.setdefault(m["ref"], []).append((m, t))
+        return out
+
+    async def wait_answered(self, timeout):
+        """Until every sent chat has an answer; then each must have exactly one, an ack or `unavailable`.
+        Returns {ref: (answer, time read)}."""
+        async def probe():
+            got = self.answers()
+            return all(s["ref"] in got for s in self.sent)
+        try:
+            await wait_until(probe, timeout, "an answer to each of %d chats" % len(self.sent), interval=0.1)
+        except AssertionError as e:
+            got = self.answers()
+            missing = [s["ref"] for s in self.sent if s["ref"] not in got]
+            raise AssertionError("%s: %d unanswered, first %s" % (e, len(missing), missing[:5])) from None
+        got = self.answers()
+        out = {}
+        for s in self.sent:
+            answers = got[s["ref"]]
+            if len(answers) != 1:
+                raise AssertionError("chat %s answered %d times: %r" % (s["ref"], len(answers),
+                                                                         [m for m, _ in answers]))
+            m = answers[0][0]
+            if m["type"] == "error" and m.get("code") != "unavailable":
+                raise AssertionError("chat %s: %r" % (s["ref"], m))
+            if m["type"] == "ack" and not isinstance(m.get("id"), str):
+                raise AssertionError("chat %s: ack without id: %r" % (s["ref"], m))
+            out[s["ref"]] = answers[0]
+        return out
+
+
+async def wait_delivered(peers, room, ids, timeout):
+    """Until every id in `ids` reached every peer in `room` (then check_room_log decides the rest)."""
+    want = set(ids)
+
+    async def probe():
+        return all(want <= {e["id"] for e in chats_of(p, room)} for p in peers)
+    try:
+        await wait_until(probe, timeout, "%d acked chats of %s at every member" % (len(want), room), interval=0.1)
+    except AssertionError:
+        check_room_log(peers, room, must_ids=ids)   # names who misses what
+        raise
