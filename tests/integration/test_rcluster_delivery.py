@@ -2,8 +2,9 @@
 # Rule: one SPUBLISH per chat on the room's slot owner and none elsewhere, no PUBLISH anywhere, one SSUBSCRIBE per
 # instance with local members; one room order for every member; history and `since` as with one Redis.
 import asyncio
+import re
 
-from cluster_harness import TIMEOUT, metrics, user
+from cluster_harness import TIMEOUT, get_json, metrics, user
 from redis_cluster_harness import RedisClusterTestCase, check_room_log, chats_of, parse_metric_labels
 
 NO_PROBE = ["--redis-probe-interval", "3600"]   # no liveness SPUBLISH during the counted window
@@ -156,9 +157,69 @@ class Delivery(RedisClusterTestCase):
 
         # GET /rooms/<id> counts members of both instances, from either.
         for inst in (i1, i2):
-            from cluster_harness import get_json
             st, body = await get_json(inst.port, "/rooms/%s" % room)
             self.assertEqual((st, body.get("count")), (200, 3), body)
+
+    async def test_key_layout(self):
+        """The names of section 7: a room's keys in its slot, the instances' bookkeeping in the slot of
+        {roomcast}, chat records per instance with a TTL of at most a day, and nothing else."""
+        c = self.cluster
+        i1, i2 = await self.launch_n(2)
+        room = c.rooms_on(c.masters()[2], 1, "keys")[0]
+        a, _ = await self.member(i1, "alice", room)
+        b, _ = await self.member(i2, "bob", room)
+        await a.take("presence", event="join", user=user("bob"))
+        await a.chat_acked(room, "one", ref="one")
+        await b.chat_acked(room, "two", ref="two")
+        owner = c.room_owner(room)
+
+        def cmd(key, *args):
+            return c.command(key, *args)
+        here = set(await asyncio.to_thread(self.scan, owner, "*{%s}*" % room))
+        log, members = "room:{%s}:log" % room, "room:{%s}:members" % room
+        self.assertLessEqual({log, members}, here, here)
+        self.assertLessEqual({"alice", "bob"}, set(await asyncio.to_thread(cmd, members, "HKEYS", members)))
+        for iid in ("i1", "i2"):
+            records = "room:{%s}:chats:%s" % (room, iid)
+            self.assertIn(records, here, "chat records of %s" % iid)
+            ttl = await asyncio.to_thread(cmd, records, "TTL", records)
+            self.assertTrue(0 < ttl <= 86400, "TTL of %s: %r" % (records, ttl))
+        instances = "roomcast:{roomcast}:instances"
+        self.assertLessEqual({"i1", "i2"}, set(await asyncio.to_thread(cmd, instances, "ZRANGE", instances, 0, -1)))
+        for iid in ("i1", "i2"):
+            live = "roomcast:{roomcast}:instance:%s" % iid
+            self.assertEqual(await asyncio.to_thread(cmd, live, "EXISTS", live), 1, live)
+            rooms = live + ":rooms"
+            self.assertIn(room, await asyncio.to_thread(cmd, rooms, "SMEMBERS", rooms), rooms)
+        allowed = re.compile(r"^(room:\{[A-Za-z0-9_.:-]+\}:(log|members|chats:.+)"
+                             r"|roomcast:\{roomcast\}:(instances|instance:.+))$")
+        for m in c.masters():
+            strays = [k for k in await asyncio.to_thread(self.scan, m, "*") if not allowed.match(k)]
+            self.assertEqual(strays, [], "keys outside section 7's names on %s" % m.addr)
+
+    async def test_prefix(self):
+        """--redis-prefix goes in front of every name; the hash tag still decides the slot."""
+        c = self.cluster
+        i1 = await self.launch("p1", args=["--redis-prefix", "pfx:"])
+        room = c.rooms_on(c.masters()[0], 1, "pfx")[0]
+        owner = c.room_owner(room)
+        a, _ = await self.member(i1, "alice", room)
+        self.assertEqual(await asyncio.to_thread(owner.shardnumsub, "pfx:room:{%s}" % room), 1)
+        self.assertEqual(await asyncio.to_thread(owner.shardnumsub, "room:{%s}" % room), 0)
+        ack = await a.chat_acked(room, "prefixed", ref="p")
+        self.assertEqual(await asyncio.to_thread(c.stream_ids, room, "pfx:"), [ack["id"]])
+        self.assertEqual(await asyncio.to_thread(c.stream_ids, room), [])
+        instances = "pfx:roomcast:{roomcast}:instances"
+        self.assertIn("p1", await asyncio.to_thread(c.command, instances, "ZRANGE", instances, 0, -1))
+
+    @staticmethod
+    def scan(node, pattern):
+        keys, cursor = [], "0"
+        while True:
+            cursor, batch = node.command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            keys += batch
+            if cursor == "0":
+                return keys
 
 
 if __name__ == "__main__":
