@@ -78,6 +78,10 @@ std::string health_body(const Health& h) {
   put(w, h.up ? "ok" : "degraded");
   w.Key("redis");
   put(w, h.redis);
+  if (h.masters >= 0) {
+    w.Key("masters");
+    w.Int(h.masters);
+  }
   w.Key("connections");
   w.Uint64(h.connections);
   w.Key("websockets");

@@ -24,8 +24,9 @@ struct Health {
   uint64_t connections = 0;    // open TCP connections
   uint64_t websockets = 0;     // open WebSocket connections
   std::string_view instance;   // --instance-id
+  int masters = -1;            // Redis Cluster: masters known (-1: not a cluster, not written)
 };
-// {"status":..,"redis":..,"connections":N,"websockets":N,"instance":..}
+// {"status":..,"redis":..,["masters":N,]"connections":N,"websockets":N,"instance":..}
 std::string health_body(const Health& h);
 
 }  // namespace roomcast::protocol

@@ -48,14 +48,6 @@ struct Pending {
   ReplyCallback cb;  // the caller's callback, called exactly once
 };
 
-// A CLIENT SETNAME name: Redis refuses spaces, newlines and other bytes outside '!'..'~'.
-std::string client_name(const std::string& instance_id, const char* role) {
-  std::string name = "roomcast:" + instance_id + ":" + role;
-  for (char& ch : name)
-    if (ch < '!' || ch > '~') ch = '_';
-  return name;
-}
-
 std::string_view view(const redisReply* r) { return std::string_view(r->str, r->len); }
 
 }  // namespace

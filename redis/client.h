@@ -67,6 +67,50 @@ struct Value {
 // Errc (kErrDisconnected, kErrStopped) with a Nil reply when the connection went away first.
 using ReplyCallback = std::function<void(int status, const Value& reply)>;
 
+// What the broker needs of Redis: commands routed to the right node, a set of wanted channels kept
+// subscribed across failures, and a state. Two implementations: Client (one Redis: PUBLISH/SUBSCRIBE)
+// and ClusterClient (Redis Cluster: SPUBLISH/SSUBSCRIBE on each slot's owner, redis/cluster.h).
+// Single-threaded: every method on the loop's thread; callbacks never come from inside the call that caused them.
+class Connection {
+ public:
+  struct Callbacks {
+    std::function<void(std::string_view channel, std::string_view payload)> on_message;
+    std::function<void(std::string_view channel)> on_subscribed;  // Redis confirmed the subscription (again after each loss)
+    std::function<void(bool up)> on_state;  // up: commands can be sent; called on every change
+    // Cluster only: the channel's subscription ended while the rest stayed up (its node failed, its slot
+    // moved); messages may have been missed from here until on_subscribed confirms it again.
+    std::function<void(std::string_view channel)> on_lost;
+    // Cluster only: a node (re)connected while the cluster as a whole stayed up (its keys may be new).
+    std::function<void()> on_node_up;
+  };
+  struct Stats {
+    uint64_t reconnects;     // times a connection came back up after having been up and lost it
+    uint64_t commands;       // commands accepted (command() that returned 0)
+    uint64_t messages_in;    // messages handed to on_message
+    uint64_t subscriptions;  // channels currently wanted (subscribe()d and not unsubscribe()d)
+  };
+
+  virtual ~Connection() = default;
+  virtual int start() = 0;
+  virtual void stop(std::function<void()> done) = 0;
+  virtual bool up() const = 0;
+  // Pipelined command, routed by its first key (cluster). Returns 0 (cb called exactly once, later),
+  // kErrDown, kErrStopped or kErrInvalid (no callback). See Client::command.
+  virtual int command(const std::vector<std::string_view>& argv, ReplyCallback cb) = 0;
+  // The same, counted as a publish on its node (a chat).
+  virtual int publish(const std::vector<std::string_view>& argv, ReplyCallback cb) { return command(argv, std::move(cb)); }
+  virtual void subscribe(std::string_view channel) = 0;
+  virtual void unsubscribe(std::string_view channel) = 0;
+  virtual bool is_subscribed(std::string_view channel) const = 0;
+  virtual Stats stats() const = 0;
+  // Every wanted channel has a reachable owner (one Redis: up()).
+  virtual bool reachable() const { return up(); }
+  // Masters known (one Redis: 1).
+  virtual size_t masters() const { return 1; }
+  // Appends per-node Prometheus lines (cluster only).
+  virtual void write_metrics(std::string* out) const {}
+};
+
 // Two connections to one Redis: "pub" for commands, "sub" for SUBSCRIBE. Both are rebuilt together
 // after any failure, with capped exponential backoff:
 //
@@ -83,53 +127,41 @@ using ReplyCallback = std::function<void(int status, const Value& reply)>;
 //
 // Single-threaded: every method must be called on the loop's thread. Callbacks may call any method,
 // including stop(); the Client must not be destroyed inside one of its callbacks other than done().
-class Client {
+class Client final : public Connection {
  public:
-  struct Callbacks {
-    std::function<void(std::string_view channel, std::string_view payload)> on_message;
-    std::function<void(std::string_view channel)> on_subscribed;  // Redis confirmed SUBSCRIBE (again after each reconnect)
-    std::function<void(bool up)> on_state;  // up: both contexts connected and ready; called on every change
-  };
-  struct Stats {
-    uint64_t reconnects;     // times the client came back up after having been up and lost it
-    uint64_t commands;       // commands accepted (command() that returned 0)
-    uint64_t messages_in;    // messages handed to on_message
-    uint64_t subscriptions;  // channels currently wanted (subscribe()d and not unsubscribe()d)
-  };
-
   Client(uv_loop_t* loop, Url url, Options options, Callbacks callbacks);
-  ~Client();  // only before start() or after stop() has called back
+  ~Client() override;  // only before start() or after stop() has called back
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // Starts connecting; never blocks; Redis down at start is fine (keeps retrying).
   // Returns 0, or kErrState if already started or stopped.
-  int start();
+  int start() override;
   // Closes contexts, timers and polls. Accepted commands not yet answered get kErrStopped (some
   // possibly before stop() returns); no on_message/on_subscribed/on_state after it; done() once
   // every handle is closed (always later, from the loop; the Client may be destroyed inside done()).
   // Only the first call counts. Also valid if start() was never called.
-  void stop(std::function<void()> done);
-  bool up() const;
+  void stop(std::function<void()> done) override;
+  bool up() const override;
 
   // Commands on the pub context, pipelined. Returns 0 (accepted: cb called exactly once, never from
   // inside this call), kErrDown (not up), kErrStopped or kErrInvalid (no callback in those cases).
   // Redis runs them, and callbacks come, in issue order, without exception: scripts go as EVAL
   // through here (never EVALSHA, whose NOSCRIPT retry could not keep its place in that order).
   // Do not send blocking commands (BLPOP, ...): the probe would time out behind them.
-  int command(const std::vector<std::string_view>& argv, ReplyCallback cb);
+  int command(const std::vector<std::string_view>& argv, ReplyCallback cb) override;
 
   // The set of channels wanted. Idempotent; the set survives reconnects: after every reconnect all
   // wanted channels are re-subscribed in batches and on_subscribed fires again for each.
   // on_message is called only for wanted channels (none after unsubscribe() returns). Redis confirms
   // a SUBSCRIBE before the channel's first message, but with subscribe/unsubscribe/subscribe in
   // flight, on_subscribed waits for the last reply while messages of the first may already arrive.
-  void subscribe(std::string_view channel);
-  void unsubscribe(std::string_view channel);
+  void subscribe(std::string_view channel) override;
+  void unsubscribe(std::string_view channel) override;
   // True once Redis confirmed the latest SUBSCRIBE of a wanted channel on the current connection.
-  bool is_subscribed(std::string_view channel) const;
+  bool is_subscribed(std::string_view channel) const override;
 
-  Stats stats() const;
+  Stats stats() const override;
 
   struct Impl;
 

@@ -30,6 +30,13 @@ void format_command(const std::vector<std::string_view>& argv, std::string* out)
   for (auto a : argv) format_bulk(a, out);
 }
 
+std::string client_name(const std::string& instance_id, const char* role) {
+  std::string name = "roomcast:" + instance_id + ":" + role;
+  for (char& ch : name)
+    if (ch < '!' || ch > '~') ch = '_';
+  return name;
+}
+
 Value to_value(const redisReply* r) {
   Value v;
   if (r == nullptr) return v;

@@ -54,6 +54,25 @@ void Subscriptions::on_unsubscribe_reply(std::string_view channel) {
   maybe_erase(it);
 }
 
+void Subscriptions::on_dropped(std::string_view channel, bool answered) {
+  auto it = chans_.find(channel);
+  if (it == chans_.end()) return;
+  Chan& c = it->second;
+  if (answered && c.outstanding > 0) --c.outstanding;
+  c.sent = false;
+  c.confirmed = false;
+  maybe_erase(it);
+}
+
+bool Subscriptions::resend(std::string_view channel, bool connected) {
+  auto it = chans_.find(channel);
+  if (it == chans_.end() || !it->second.wanted || it->second.sent || !connected) return false;
+  it->second.sent = true;
+  it->second.confirmed = false;
+  ++it->second.outstanding;
+  return true;
+}
+
 void Subscriptions::reset() {
   for (auto it = chans_.begin(); it != chans_.end();) {
     Chan& c = it->second;

@@ -25,6 +25,12 @@ class Subscriptions {
   // Redis answered "unsubscribe" for `channel`.
   void on_unsubscribe_reply(std::string_view channel);
 
+  // Redis ended the channel's subscription by itself (a cluster slot left the node; an SSUBSCRIBE refused):
+  // nothing counts as sent or confirmed for it any more. answered: this was the reply to one of our commands.
+  void on_dropped(std::string_view channel, bool answered);
+  // A wanted channel that is not sent (after on_dropped). Returns true if the caller must send SUBSCRIBE now.
+  bool resend(std::string_view channel, bool connected);
+
   // The connection is gone: nothing sent, nothing confirmed; channels no longer wanted are forgotten.
   void reset();
   // A new connection: marks every wanted channel as sent and returns their names, to be sent as

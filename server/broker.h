@@ -33,6 +33,9 @@ class BrokerEvents {
   // The broker became reachable (true) or unreachable (false). Every subscription is confirmed again
   // (on_broker_subscribed) after a false; confirmations may come before the true.
   virtual void on_broker_state(bool up) = 0;
+  // Redis Cluster: the room's subscription ended while the broker stayed up (its master failed, its slot
+  // moved): chats may be missed from here until on_broker_subscribed confirms it again on the new owner.
+  virtual void on_broker_lost(std::string_view room) {}
   // A message of the control channel (PROTOCOL.md section 9), published by any instance, this one too.
   virtual void on_broker_control(std::string_view payload) {}
 };
@@ -59,7 +62,7 @@ class Broker {
   // Closes everything; done() runs once all handles are closed.
   virtual void stop(std::function<void()> done) = 0;
   virtual bool up() const = 0;
-  virtual const char* mode() const = 0;  // "standalone" or "redis", for logs and metrics only
+  virtual const char* mode() const = 0;  // "standalone", "redis" or "cluster", for logs and metrics only
   virtual bool standalone() const = 0;   // in-process: no other instance, no cluster-wide state
   virtual void subscribe(std::string_view room) = 0;
   virtual void unsubscribe(std::string_view room) = 0;
@@ -93,6 +96,14 @@ class Broker {
   // later: 0 once the broker took it, or a negative BrokerError) or a negative BrokerError (done never called).
   virtual int publish_control(std::string_view payload, std::function<void(int status)> done) { return kBrokerFailed; }
   virtual uint64_t reconnects() const { return 0; }
+  // Every room subscribed has a reachable Redis node (Redis Cluster: its slot's owner answers).
+  virtual bool reachable() const { return up(); }
+  // Redis Cluster (sharded Pub/Sub, per-slot owners).
+  virtual bool cluster() const { return false; }
+  // Redis Cluster: masters in the slot map (0 otherwise).
+  virtual size_t masters() const { return 0; }
+  // Appends the broker's own Prometheus lines (Redis Cluster: per node).
+  virtual void write_metrics(std::string* out) const {}
   virtual size_t subscriptions() const = 0;
 };
 

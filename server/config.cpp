@@ -42,6 +42,8 @@ const std::vector<Setting>& table() {
       {"host", "HOST", Kind::Text, 0, 0, "address to listen on (default 0.0.0.0)", [](Config& c) -> void* { return &c.host; }},
       {"port", "PORT", Kind::Int, 1, 65535, "TCP port; instances share it with SO_REUSEPORT (default 8080)", [](Config& c) -> void* { return &c.port; }},
       {"redis", "REDIS_URL", Kind::Text, 0, 0, "redis://[:password@]host[:port][/db]; without it: standalone, in memory", [](Config& c) -> void* { return &c.redis_url; }},
+      {"redis-cluster", "ROOMCAST_REDIS_CLUSTER", Kind::Text, 0, 0, "Redis Cluster seed nodes host:port[,host:port...] (redis:// URLs too); the rest is discovered. Not with --redis", [](Config& c) -> void* { return &c.redis_cluster; }},
+      {"redis-probe-interval", "ROOMCAST_REDIS_PROBE_INTERVAL", Kind::Seconds, 0.05, 3600, "seconds between liveness probes of Redis (of each master in a cluster); one not back in 3 s (or 3 intervals, if longer) drops the link (default 1)", [](Config& c) -> void* { return &c.redis_probe_interval; }},
       {"redis-prefix", "ROOMCAST_REDIS_PREFIX", Kind::Text, 0, 0, "prefix of every Redis key and channel (default empty)", [](Config& c) -> void* { return &c.redis_prefix; }},
       {"static", "ROOMCAST_STATIC", Kind::Text, 0, 0, "folder of the web client (default: the bundled client-web)", [](Config& c) -> void* { return &c.static_dir; }},
       {"max-message", "ROOMCAST_MAX_MESSAGE", Kind::Size, 128, 64.0 * 1024 * 1024, "largest WebSocket message in bytes; larger: close 1009 (default 65536)", [](Config& c) -> void* { return &c.max_message; }},
@@ -144,7 +146,8 @@ std::string config_help() {
   h += "  --help                                    this text\n"
        "  --version                                 print the version\n\n"
        "Without --redis one process serves everything in memory. With it, any number of instances\n"
-       "(on one port with SO_REUSEPORT, or on many machines) share rooms through Redis Pub/Sub.\n"
+       "(on one port with SO_REUSEPORT, or on many machines) share rooms through Redis Pub/Sub; with\n"
+       "--redis-cluster, through a Redis Cluster's sharded Pub/Sub (each room on its slot's master).\n"
        "With --jwt-secret or --jwt-public-key, WebSockets (?token= or Authorization: Bearer) and the room\n"
        "API (Authorization: Bearer) need a valid JWT; identity and allowed rooms come from it (docs/auth.md).\n";
   return h;
@@ -206,6 +209,10 @@ int parse_config(int argc, char** argv, Config* out) {
               bounds(*found).c_str());
       return -1;
     }
+  }
+  if (!c.redis_url.empty() && !c.redis_cluster.empty()) {
+    fprintf(stderr, "roomcast: --redis and --redis-cluster exclude each other: one Redis, or a Redis Cluster\n");
+    return -1;
   }
   if (c.instance_id.empty()) {
     char host[HOST_NAME_MAX + 1] = "localhost";

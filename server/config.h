@@ -11,7 +11,9 @@ struct Config {
   std::string host = "0.0.0.0";            // address to listen on
   int port = 8080;                         // TCP port, shared with SO_REUSEPORT
   std::string redis_url;                   // empty: standalone mode
+  std::string redis_cluster;               // Redis Cluster seeds host:port[,...] (or redis:// URLs); empty: none
   std::string redis_prefix;                // prepended to every Redis key and channel
+  double redis_probe_interval = 1.0;       // seconds between liveness probes (each master in a cluster)
   std::string static_dir;                  // folder of the web client
   size_t max_message = 64 * 1024;          // bytes of one WebSocket message
   size_t max_outbound = 1024 * 1024;       // unsent bytes per connection before it is closed (HTTP: input waits)

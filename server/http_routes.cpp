@@ -93,15 +93,20 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
   if (path == "/healthz") {
     Broker& b = server.broker();
     protocol::Health h;
-    h.up = b.up();
-    h.redis = b.standalone() ? "standalone" : h.up ? "up" : "down";
+    // Redis Cluster: degraded also while a room here has no reachable owner for its slot.
+    bool cluster = b.cluster();
+    h.up = b.up() && b.reachable();
+    h.redis = b.standalone() ? "standalone" : cluster ? "cluster" : h.up ? "up" : "down";
+    if (cluster) h.masters = static_cast<int>(b.masters());
     h.connections = server.connection_count();
     h.websockets = server.websocket_count();
     h.instance = server.config().instance_id;
     return json(h.up ? 200 : 503, protocol::health_body(h), keep, head);
   }
   if (path == "/metrics") {
-    return response(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(server.metrics(), server.gauges()), keep, head);
+    std::string body = render_metrics(server.metrics(), server.gauges());
+    server.broker().write_metrics(&body);
+    return response(200, "text/plain; version=0.0.4; charset=utf-8", body, keep, head);
   }
   if (path == "/ws") {
     return response(426, "application/json", protocol::error_body("upgrade_required", "this path speaks WebSocket only"),

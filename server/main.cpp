@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   } else {
     LOG_INFO("roomcast %s listening on http://%s:%d (pid %d, broker %s%s%s, ping %gs, max message %zu, max outbound %zu)",
              ROOMCAST_VERSION, config.host.c_str(), config.port, static_cast<int>(getpid()),
-             config.redis_url.empty() ? "standalone" : "redis ", config.redis_url.c_str(),
+             !config.redis_cluster.empty() ? "redis cluster " : config.redis_url.empty() ? "standalone" : "redis ",
+             !config.redis_cluster.empty() ? config.redis_cluster.c_str() : config.redis_url.c_str(),
              config.redis_prefix.empty() ? "" : (" prefix " + config.redis_prefix).c_str(), config.ping_interval,
              config.max_message, config.max_outbound);
   }

@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
+#include <map>
+#include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "redis/client.h"
+#include "redis/cluster.h"
 #include "server/log.h"
 
 namespace roomcast::server {
@@ -20,7 +24,8 @@ namespace {
 
 // KEYS[1] stream, KEYS[2] channel, KEYS[3] this instance's chat record list.
 // ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length, ARGV[4] stream TTL in ms,
-// ARGV[5] deadline in Redis's own clock (ms), ARGV[6] the chat's sequence number, ARGV[7] record cap.
+// ARGV[5] deadline in Redis's own clock (ms), ARGV[6] the chat's sequence number, ARGV[7] record cap,
+// ARGV[8] PUBLISH (one Redis) or SPUBLISH (Redis Cluster: KEYS all share the room's hash tag, one slot).
 // A chat that reaches Redis after its deadline is refused, so once Redis's clock has passed the
 // deadline of every chat in doubt, the record list tells exactly which of them ran.
 // Old entries go by XDEL rather than XADD MAXLEN: trimming leaves XINFO's max-deleted-entry-id at
@@ -41,7 +46,7 @@ const char* kPublishScript =
     "  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', extra)\n"
     "  for i = 1, #old do redis.call('XDEL', KEYS[1], old[i][1]) end\n"
     "end\n"
-    "redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
+    "redis.call(ARGV[8], KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('RPUSH', KEYS[3], ARGV[6] .. ' ' .. id)\n"
     "redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)\n"
@@ -210,6 +215,62 @@ const char* kReapScript =
     "end\n"
     "return {reaped, was_reaped}\n";
 
+// Redis Cluster's heartbeat: the instance set, liveness keys and room sets share the hash tag {roomcast}, so
+// this script touches one slot; a dead instance's member lines live in each room's slot and are removed
+// by kRoomReapScript, run by the one instance whose ZREM took it out. KEYS[1] the instance set; ARGV[1]
+// the bookkeeping prefix ("<prefix>roomcast:{roomcast}:"), ARGV[2] this instance, ARGV[3] '1' to treat
+// its own old entries as dead, ARGV[4] the instance TTL in ms.
+// Returns {1 if this instance had been reaped, live instances, dead instance, its rooms, dead, rooms, ...}.
+const char* kClusterReapScript =
+    "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {0, {}}\n"
+    "local function reap(inst)\n"
+    "  local rooms_key = prefix .. 'instance:' .. inst .. ':rooms'\n"
+    "  out[#out + 1] = inst\n"
+    "  out[#out + 1] = redis.call('SMEMBERS', rooms_key)\n"
+    "  redis.call('DEL', rooms_key)\n"
+    "end\n"
+    "local prev = redis.call('ZSCORE', KEYS[1], self)\n"
+    "redis.call('ZADD', KEYS[1], now, self)\n"
+    "if ARGV[3] == '1' then reap(self) elseif not prev then out[1] = 1 end\n"
+    "if prev and now - tonumber(prev) <= ttl / 2 then\n"
+    "  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl)) do\n"
+    "    if inst ~= self and redis.call('EXISTS', prefix .. 'instance:' .. inst) == 0 then\n"
+    "      if redis.call('ZREM', KEYS[1], inst) == 1 then reap(inst) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for _, inst in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
+    "  if inst == self or redis.call('EXISTS', prefix .. 'instance:' .. inst) == 1 then table.insert(out[2], inst) end\n"
+    "end\n"
+    "return out\n";
+
+// Redis Cluster: one room's part of a reaping. KEYS[1] the members hash, KEYS[2] the room's channel (same
+// slot); ARGV[1] the dead instance, ARGV[2] the room id. Removes its lines, SPUBLISHes their leaves.
+const char* kRoomReapScript =
+    "local tag, reaped = ARGV[1] .. '/', 0\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local keep, gone = {}, 0\n"
+    "  for line in string.gmatch(all[i + 1], '[^\\n]+') do\n"
+    "    local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
+    "    if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
+    "      gone = gone + 1\n"
+    "      redis.call('SPUBLISH', KEYS[2],\n"
+    "        '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. ARGV[2] .. '\",\"user\":' .. user .. '}')\n"
+    "    else\n"
+    "      keep[#keep + 1] = line\n"
+    "    end\n"
+    "  end\n"
+    "  if gone > 0 then\n"
+    "    reaped = reaped + gone\n"
+    "    if #keep == 0 then redis.call('HDEL', KEYS[1], all[i]) else redis.call('HSET', KEYS[1], all[i], table.concat(keep, '\\n')) end\n"
+    "  end\n"
+    "end\n"
+    "return reaped\n";
+
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
@@ -246,9 +307,14 @@ int broker_status(int client_status) {
 
 class RedisBroker : public Broker {
  public:
-  RedisBroker(uv_loop_t* loop, const Config& config, redis::Url url, BrokerEvents* events)
+  // cluster: seeds is the Redis Cluster to use (url unused); else url is the one Redis.
+  RedisBroker(uv_loop_t* loop, const Config& config, bool cluster, redis::Url url, std::vector<redis::Url> seeds,
+              BrokerEvents* events)
       : events_(events),
+        cluster_(cluster),
         prefix_(config.redis_prefix),
+        meta_(config.redis_prefix + (cluster ? "roomcast:{roomcast}:" : "roomcast:")),
+        publish_cmd_(cluster ? "SPUBLISH" : "PUBLISH"),
         history_(std::to_string(config.history)),
         history_ttl_ms_(std::to_string(static_cast<int64_t>(config.history_ttl * 1000))),
         instance_(config.instance_id),
@@ -260,6 +326,8 @@ class RedisBroker : public Broker {
     opts.instance_id = config.instance_id;
     opts.prefix = config.redis_prefix;
     opts.log_level = config.log_level;
+    opts.probe_interval_ms = static_cast<uint64_t>(config.redis_probe_interval * 1000);
+    opts.probe_deadline_ms = std::max<uint64_t>(3000, 3 * opts.probe_interval_ms);
     opts.log = [](int level, const std::string& line) { RC_LOG(level, "%s", line.c_str()); };
     redis::Client::Callbacks cb;
     cb.on_message = [this](std::string_view channel, std::string_view payload) {
@@ -272,7 +340,15 @@ class RedisBroker : public Broker {
       if (room_of(channel, &room)) events_->on_broker_subscribed(room);
     };
     cb.on_state = [this](bool up) { on_client_state(up); };
-    client_ = std::make_unique<redis::Client>(loop, std::move(url), std::move(opts), std::move(cb));
+    cb.on_lost = [this](std::string_view channel) {
+      std::string_view room;
+      if (room_of(channel, &room)) events_->on_broker_lost(room);
+    };
+    cb.on_node_up = [this] { on_node_up(); };
+    if (cluster)
+      client_ = std::make_unique<redis::ClusterClient>(loop, std::move(seeds), std::move(opts), std::move(cb));
+    else
+      client_ = std::make_unique<redis::Client>(loop, std::move(url), std::move(opts), std::move(cb));
   }
 
   int start() override {
@@ -296,14 +372,17 @@ class RedisBroker : public Broker {
       uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&resolve_timer_), nullptr);
       // Chats still in doubt: their senders are closing; nothing more can be said of them.
-      auto doubt = std::move(doubt_);
-      doubt_.clear();
-      for (auto& [seq, chat] : doubt) chat.done(kBrokerStopped, {});
+      auto doubts = std::move(doubts_);
+      doubts_.clear();
+      for (auto& [records, doubt] : doubts)
+        for (auto& [seq, chat] : doubt) chat.done(kBrokerStopped, {});
       client_->stop(std::move(stop_done_));
     };
-    if (client_->up() &&
-        client_->command({"DEL", instance_key(), chats_key()}, [finish](int, const redis::Value&) { finish(); }) == 0) {
-      client_->command({"SREM", prefix_ + "roomcast:instances", instance_}, [](int, const redis::Value&) {});
+    // (Redis Cluster: the chat records are per room, in each room's slot; they expire.)
+    int sent = cluster_ ? client_->command({"DEL", instance_key()}, [finish](int, const redis::Value&) { finish(); })
+                        : client_->command({"DEL", instance_key(), chats_key()}, [finish](int, const redis::Value&) { finish(); });
+    if (client_->up() && sent == 0) {
+      client_->command({cluster_ ? "ZREM" : "SREM", meta_ + "instances", instance_}, [](int, const redis::Value&) {});
       drain_finish_ = finish;
       uv_timer_start(&heartbeat_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->drain_finish_(); }, 1000, 0);
     } else {
@@ -328,6 +407,7 @@ class RedisBroker : public Broker {
     if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
   int members(std::string_view room, MembersDone done) override {
+    if (cluster_) return members_cluster(room, std::move(done));
     std::string key = members_key(room), inst = prefix_ + "roomcast:instance:";
     return eval(kMembersScript, {key}, {inst}, [done = std::move(done)](int status, const redis::Value& reply) {
       std::vector<std::string> users;
@@ -340,7 +420,11 @@ class RedisBroker : public Broker {
     });
   }
   bool up() const override { return ready_ && client_->up(); }
-  const char* mode() const override { return "redis"; }
+  const char* mode() const override { return cluster_ ? "cluster" : "redis"; }
+  bool reachable() const override { return up() && client_->reachable(); }
+  bool cluster() const override { return cluster_; }
+  size_t masters() const override { return cluster_ ? client_->masters() : 0; }
+  void write_metrics(std::string* out) const override { client_->write_metrics(out); }
   bool standalone() const override { return false; }
   void subscribe(std::string_view room) override { client_->subscribe(channel(room)); }
   void unsubscribe(std::string_view room) override { client_->unsubscribe(channel(room)); }
@@ -355,24 +439,26 @@ class RedisBroker : public Broker {
     if (!up()) return kBrokerDown;
     // While chats are in doubt, their records must stay among the newest of the capped list: no new
     // chat until they are resolved (about a second after a reconnect).
-    if (!doubt_.empty()) return kBrokerBusy;
-    std::string stream = channel(room) + ":log", chan = channel(room), records = chats_key();
+    std::string stream = channel(room) + ":log", chan = channel(room), records = records_key(room);
+    if (doubts_.count(records)) return kBrokerBusy;
     int64_t deadline = wall_ms() + clock_offset_ms_ + kPublishDeadlineMs;
     uint64_t seq = ++chat_seq_;
     std::string deadline_text = std::to_string(deadline), seq_text = std::to_string(seq), cap = std::to_string(kChatRecords);
-    return eval(kPublishScript, {stream, chan, records}, {prefix, suffix, history_, history_ttl_ms_, deadline_text, seq_text, cap},
-                [this, seq, deadline, done = std::move(done)](int status, const redis::Value& reply) {
+    return eval(kPublishScript, {stream, chan, records},
+                {prefix, suffix, history_, history_ttl_ms_, deadline_text, seq_text, cap, publish_cmd_},
+                [this, seq, deadline, records, done = std::move(done)](int status, const redis::Value& reply) {
                   if (status == 0 && reply.type == redis::Value::Type::String) {
                     learn_clock(reply.str);
                     done(kBrokerOk, reply.str);
                   } else if (status == redis::kErrDisconnected) {
                     // It may have run: answer once Redis says (resolve()).
-                    doubt_.emplace(seq, Doubt{deadline, std::move(done)});
+                    doubts_[records].emplace(seq, Doubt{deadline, std::move(done)});
                   } else {
                     if (status == 0) LOG_WARN("redis: chat not published: %s", reply.str.c_str());
                     done(status < 0 ? broker_status(status) : kBrokerFailed, {});
                   }
-                });
+                },
+                true);
   }
 
   int history(std::string_view room, std::string_view since, size_t limit, size_t max_bytes, HistoryDone done) override {
@@ -391,14 +477,14 @@ class RedisBroker : public Broker {
 
   int publish_control(std::string_view payload, std::function<void(int status)> done) override {
     if (!up()) return kBrokerDown;
-    return broker_status(client_->command({"PUBLISH", control_channel(), payload}, [done = std::move(done)](int status, const redis::Value& reply) {
+    return broker_status(client_->command({publish_cmd_, control_channel(), payload}, [done = std::move(done)](int status, const redis::Value& reply) {
       done(status < 0 ? broker_status(status) : status != 0 || reply.is_error() ? kBrokerFailed : kBrokerOk);
     }));
   }
 
   int publish_event(std::string_view room, std::string_view payload) override {
     std::string chan = channel(room);
-    return broker_status(client_->command({"PUBLISH", chan, payload}, [](int, const redis::Value&) {}));
+    return broker_status(client_->command({publish_cmd_, chan, payload}, [](int, const redis::Value&) {}));
   }
 
  private:
@@ -440,7 +526,7 @@ class RedisBroker : public Broker {
       send_line(id);
       const Line& l = lines_[id];
       std::string presence = "{\"type\":\"presence\",\"event\":\"join\",\"roomId\":\"" + l.room + "\",\"user\":" + l.user_json + "}";
-      client_->command({"PUBLISH", channel(l.room), presence}, [](int, const redis::Value&) {});
+      client_->command({publish_cmd_, channel(l.room), presence}, [](int, const redis::Value&) {});
       n++;
     }
     LOG_WARN("redis: this instance had been taken for dead (cut off over --instance-ttl): %zu members entered again", n);
@@ -512,64 +598,78 @@ class RedisBroker : public Broker {
     if (redis_ms > 0) clock_offset_ms_ = redis_ms - wall_ms();
   }
 
-  // Answers the chats in doubt from this instance's record list, once Redis's clock is past all
-  // their deadlines (until then a paused chat could still run).
+  // Answers the chats in doubt from this instance's record lists (one Redis: one list; Redis Cluster: one
+  // per room, in the room's slot), once Redis's clock is past all their deadlines (until then a paused
+  // chat could still run).
   void resolve() {
-    if (doubt_.empty() || !up() || resolving_) return;
-    int64_t latest = 0;
-    for (const auto& [seq, d] : doubt_) latest = std::max(latest, d.deadline);
-    resolving_ = true;
-    std::string deadline = std::to_string(latest);
-    int rc = eval(kResolveScript, {chats_key()}, {deadline}, [this](int status, const redis::Value& reply) {
-      resolving_ = false;
-      if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;  // next up
-      if (reply.elements[0].integer == 0) {
-        uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
-        uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
-        return;
+    if (!up()) return;
+    for (auto& [records, doubt] : doubts_) {
+      if (resolving_.count(records)) continue;
+      int64_t latest = 0;
+      for (const auto& [seq, d] : doubt) latest = std::max(latest, d.deadline);
+      std::string deadline = std::to_string(latest);
+      resolving_.insert(records);
+      int rc = eval(kResolveScript, {records}, {deadline}, [this, records = records](int status, const redis::Value& reply) {
+        resolved(records, status, reply);
+      });
+      if (rc != 0) resolving_.erase(records);  // the room's node is down: the next node up tries again
+    }
+  }
+
+  void resolved(const std::string& records, int status, const redis::Value& reply) {
+    resolving_.erase(records);
+    auto found = doubts_.find(records);
+    if (found == doubts_.end()) return;
+    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;  // next up
+    if (reply.elements[0].integer == 0) {
+      uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
+      uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
+      return;
+    }
+    std::unordered_map<uint64_t, std::string> ran;
+    for (const redis::Value& v : reply.elements[1].elements) {
+      size_t sp = v.str.find(' ');
+      if (sp != std::string::npos) ran.emplace(std::strtoull(v.str.c_str(), nullptr, 10), v.str.substr(sp + 1));
+    }
+    if (reply.elements.size() == 3 && reply.elements[2].integer == 0)
+      LOG_WARN("redis: the chat records %s are gone (expired after a day, or Redis lost them): "
+               "chats in doubt are answered unavailable though some may have been published", records.c_str());
+    auto doubt = std::move(found->second);
+    doubts_.erase(found);
+    size_t acked = 0;
+    for (auto& [seq, d] : doubt) {
+      auto it = ran.find(seq);
+      if (it != ran.end()) {
+        acked++;
+        d.done(kBrokerOk, it->second);
+      } else {
+        d.done(kBrokerFailed, {});
       }
-      std::unordered_map<uint64_t, std::string> ran;
-      for (const redis::Value& v : reply.elements[1].elements) {
-        size_t sp = v.str.find(' ');
-        if (sp != std::string::npos) ran.emplace(std::strtoull(v.str.c_str(), nullptr, 10), v.str.substr(sp + 1));
-      }
-      if (reply.elements.size() == 3 && reply.elements[2].integer == 0)
-        LOG_WARN("redis: the chat records of this instance are gone (expired after a day, or Redis lost them): "
-                 "chats in doubt are answered unavailable though some may have been published");
-      auto doubt = std::move(doubt_);
-      doubt_.clear();
-      size_t acked = 0;
-      for (auto& [seq, d] : doubt) {
-        auto it = ran.find(seq);
-        if (it != ran.end()) {
-          acked++;
-          d.done(kBrokerOk, it->second);
-        } else {
-          d.done(kBrokerFailed, {});
-        }
-      }
-      LOG_INFO("redis: %zu chats whose answer was lost: %zu had been published, %zu had not", doubt.size(), acked,
-               doubt.size() - acked);
-    });
-    if (rc != 0) resolving_ = false;
+    }
+    LOG_INFO("redis: %zu chats whose answer was lost: %zu had been published, %zu had not", doubt.size(), acked,
+             doubt.size() - acked);
   }
 
   // EVAL, never EVALSHA: an EVALSHA answered NOSCRIPT would be retried after the ones pipelined
   // behind it and could be overtaken. Redis caches the compiled script by its SHA-1 either way.
   int eval(const char* script, std::initializer_list<std::string_view> keys,
-           std::initializer_list<std::string_view> args, redis::ReplyCallback cb) {
+           std::initializer_list<std::string_view> args, redis::ReplyCallback cb, bool publish = false) {
     std::string numkeys = std::to_string(keys.size());
     std::vector<std::string_view> argv{"EVAL", script, numkeys};
     argv.insert(argv.end(), keys.begin(), keys.end());
     argv.insert(argv.end(), args.begin(), args.end());
-    return broker_status(client_->command(argv, std::move(cb)));
+    return broker_status(publish ? client_->publish(argv, std::move(cb)) : client_->command(argv, std::move(cb)));
   }
 
-  std::string channel(std::string_view room) const { return prefix_ + "room:" + std::string(room); }
-  std::string control_channel() const { return prefix_ + "roomcast:control"; }
+  // Redis Cluster: every name of room R carries R as its hash tag, so all of a room lives in one slot.
+  std::string channel(std::string_view room) const {
+    return cluster_ ? prefix_ + "room:{" + std::string(room) + "}" : prefix_ + "room:" + std::string(room);
+  }
+  std::string control_channel() const { return meta_ + "control"; }
+  std::string records_key(std::string_view room) const { return cluster_ ? channel(room) + ":chats:" + instance_ : chats_key(); }
   std::string members_key(std::string_view room) const { return channel(room) + ":members"; }
   std::string member_entry(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
-  std::string instance_key() const { return prefix_ + "roomcast:instance:" + instance_; }
+  std::string instance_key() const { return meta_ + "instance:" + instance_; }
   std::string instance_rooms_key() const { return instance_key() + ":rooms"; }
   std::string chats_key() const { return prefix_ + "roomcast:chats:" + instance_; }
 
@@ -579,21 +679,31 @@ class RedisBroker : public Broker {
       return;
     }
     client_->command({"SET", instance_key(), "1", "PX", std::to_string(instance_ttl_ms_)}, [](int, const redis::Value&) {});
-    // The first time, entries left by an earlier process with this --instance-id are dead.
+    // The first heartbeat Redis takes says entries left by an earlier process with this id are dead (not
+    // again: members of this process may have entered lines since). A cluster's {roomcast} master may not
+    // be up yet when the broker is: then nothing is sent, and the next heartbeat is the first.
     const char* self_dead = first_heartbeat_ ? "1" : "0";
-    first_heartbeat_ = false;
     std::string ttl = std::to_string(instance_ttl_ms_);
-    eval(kReapScript, {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
-      if (status != 0) return;
-      if (reply.is_error()) {
-        LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
-        return;
-      }
-      if (reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
-      if (reply.elements[0].integer > 0)
-        LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.elements[0].integer);
-      if (reply.elements[1].integer == 1) rejoin_after_reaped();
-    });
+    int sent;
+    if (cluster_) {
+      std::string set = meta_ + "instances";
+      sent = eval(kClusterReapScript, {set}, {meta_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+        cluster_heartbeat_reply(status, reply);
+      });
+    } else {
+      sent = eval(kReapScript, {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+        if (status != 0) return;
+        if (reply.is_error()) {
+          LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
+          return;
+        }
+        if (reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
+        if (reply.elements[0].integer > 0)
+          LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.elements[0].integer);
+        if (reply.elements[1].integer == 1) rejoin_after_reaped();
+      });
+    }
+    if (sent == 0) first_heartbeat_ = false;
     // Lines Redis refused (maxmemory) go again, now that it may take them.
     std::vector<std::string> ids;
     for (const auto& [id, l] : lines_)
@@ -604,15 +714,86 @@ class RedisBroker : public Broker {
     });
   }
 
+  // Redis Cluster: the heartbeat's answer: instances alive (for member listings), whether this one had been
+  // reaped, and the rooms of the instances this one reaped, whose member lines it now removes room by room.
+  void cluster_heartbeat_reply(int status, const redis::Value& reply) {
+    if (status != 0) return;
+    if (reply.is_error()) {
+      LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
+      return;
+    }
+    if (reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;
+    live_.clear();
+    for (const redis::Value& v : reply.elements[1].elements) live_.insert(v.str);
+    for (size_t i = 2; i + 1 < reply.elements.size(); i += 2) {
+      const std::string& dead = reply.elements[i].str;
+      for (const redis::Value& room : reply.elements[i + 1].elements) {
+        std::string key = members_key(room.str), chan = channel(room.str);
+        eval(kRoomReapScript, {key, chan}, {dead, room.str}, [room = room.str](int st, const redis::Value& r) {
+          if (st == 0 && r.type == redis::Value::Type::Integer && r.integer > 0)
+            LOG_INFO("redis: room %s: %lld members of a dead instance removed; the room was told", room.c_str(), r.integer);
+        });
+      }
+      if (dead != instance_) LOG_INFO("redis: instance %s is dead (no heartbeat for --instance-ttl): its members are removed", dead.c_str());
+    }
+    if (reply.elements[0].integer == 1) rejoin_after_reaped();
+  }
+
+  // Redis Cluster: the users of a room whose lines belong to live instances (the liveness keys are in another
+  // slot than the room, so the filter is applied here, with the instances of the last heartbeat).
+  int members_cluster(std::string_view room, MembersDone done) {
+    std::string key = members_key(room);
+    return broker_status(client_->command({"HGETALL", key}, [this, done = std::move(done)](int status, const redis::Value& reply) {
+      if (status != 0 || reply.type != redis::Value::Type::Array) {
+        done(status < 0 ? broker_status(status) : kBrokerFailed, {});
+        return;
+      }
+      std::vector<std::string> users;
+      for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+        std::string_view lines = reply.elements[i + 1].str;
+        while (!lines.empty()) {
+          size_t nl = lines.find('\n');
+          std::string_view line = lines.substr(0, nl);
+          lines = nl == std::string_view::npos ? std::string_view() : lines.substr(nl + 1);
+          size_t slash = line.rfind('/', line.find('\t')), tab = line.find('\t');
+          if (slash == std::string_view::npos || tab == std::string_view::npos) continue;
+          std::string inst(line.substr(0, slash));
+          if (inst != instance_ && !live_.count(inst)) continue;
+          users.emplace_back(line.substr(tab + 1));
+          break;
+        }
+      }
+      done(kBrokerOk, std::move(users));
+    }));
+  }
+
+  // Redis Cluster: a master (re)connected while the rest stayed up. A promoted replica may lack the newest
+  // writes (asynchronous replication): enter every member line again, and resolve chats in doubt there.
+  void on_node_up() {
+    if (!up()) return;
+    for (auto& [id, l] : lines_) l.confirmed = false;
+    std::vector<std::string> ids;
+    for (const auto& [id, l] : lines_) ids.push_back(id);
+    for (const std::string& id : ids) send_line(id);
+    resolve();
+  }
+
   bool room_of(std::string_view channel, std::string_view* room) const {
-    std::string head = prefix_ + "room:";
+    std::string head = prefix_ + (cluster_ ? "room:{" : "room:");
     if (channel.substr(0, head.size()) != head) return false;
     *room = channel.substr(head.size());
+    if (cluster_) {
+      if (room->empty() || room->back() != '}') return false;
+      room->remove_suffix(1);
+    }
     return true;
   }
 
   BrokerEvents* events_;                  // the hub; outlives the broker
+  bool cluster_;                          // Redis Cluster (sharded Pub/Sub, names with hash tags)
   std::string prefix_;                    // --redis-prefix
+  std::string meta_;                      // prefix of the instance bookkeeping keys and the control channel
+  const char* publish_cmd_;               // PUBLISH, or SPUBLISH in a cluster
   std::string history_;                   // stream length to keep, as text
   std::string history_ttl_ms_;            // --history-ttl in ms, as text
   std::string instance_;                  // --instance-id
@@ -623,27 +804,58 @@ class RedisBroker : public Broker {
   std::function<void()> drain_finish_;    // ends the drain (reply or deadline, whichever first)
   bool stopping_ = false;                 // the client's stop() was called
   bool ready_ = false;                    // client up and Redis's clock learnt: up() for the rooms
-  bool first_heartbeat_ = true;           // the next heartbeat is this process's first
-  bool resolving_ = false;                // a resolve script is in flight
+  bool first_heartbeat_ = true;           // no heartbeat of this process has been sent yet
+  std::set<std::string> resolving_;       // record lists whose resolve script is in flight
   bool time_pending_ = false;             // become_ready()'s TIME is in flight
   bool control_wanted_ = false;           // the control channel is subscribed (from start() on)
   int64_t clock_offset_ms_ = 0;           // Redis's clock minus ours
   uint64_t chat_seq_ = 0;                 // sequence number of the last chat sent
-  std::unordered_map<uint64_t, Doubt> doubt_;  // chats whose answer was lost, by sequence number
+  // Chats whose answer was lost, by record list, then sequence number. A room with chats in doubt takes no
+  // new chat until they are resolved (their records must stay among the newest of the capped list).
+  std::map<std::string, std::map<uint64_t, Doubt>> doubts_;
+  std::unordered_set<std::string> live_;  // Redis Cluster: instances alive at the last heartbeat
   std::unordered_map<std::string, Line> lines_;  // this instance's member lines, by "<hash>\n<entry>"
   uint64_t line_gen_ = 0;
-  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<redis::Connection> client_;
 };
 
 }  // namespace
 
 std::unique_ptr<Broker> make_redis_broker(uv_loop_t* loop, const Config& config, BrokerEvents* events) {
   redis::Url url;
+  std::vector<redis::Url> seeds;
+  if (!config.redis_cluster.empty()) {
+    // host:port[,host:port...]; each may also be a redis:// URL (with a password).
+    std::string_view list = config.redis_cluster;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string item(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (item.empty()) continue;
+      redis::Url seed;
+      std::string as_url = item.rfind("redis://", 0) == 0 ? item : "redis://" + item;
+      if (redis::parse_url(as_url, &seed) != 0 || seed.db != 0) {
+        LOG_ERROR("bad --redis-cluster seed '%s': expected host:port or redis://[:password@]host:port (no database: a cluster has only 0)",
+                  item.c_str());
+        return nullptr;
+      }
+      seeds.push_back(std::move(seed));
+    }
+    if (seeds.empty()) {
+      LOG_ERROR("--redis-cluster names no seed node");
+      return nullptr;
+    }
+    if (config.redis_prefix.find_first_of("{}") != std::string::npos) {
+      LOG_ERROR("--redis-prefix must not contain { or } with --redis-cluster: it would change every name's hash slot");
+      return nullptr;
+    }
+    return std::make_unique<RedisBroker>(loop, config, true, std::move(url), std::move(seeds), events);
+  }
   if (redis::parse_url(config.redis_url, &url) != 0) {
     LOG_ERROR("bad --redis URL '%s': expected redis://[:password@]host[:port][/db]", config.redis_url.c_str());
     return nullptr;
   }
-  return std::make_unique<RedisBroker>(loop, config, std::move(url), events);
+  return std::make_unique<RedisBroker>(loop, config, false, std::move(url), std::move(seeds), events);
 }
 
 }  // namespace roomcast::server

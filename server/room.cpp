@@ -540,28 +540,37 @@ void Rooms::on_subscribed(std::string_view room_id) {
   }
 }
 
+void Rooms::unsubscribed(Room* r) {
+  // The broker subscribes the room again by itself and confirms it (on_subscribed): then it back-fills.
+  r->state = RoomState::Subscribing;
+  r->last_live_known = false;
+  r->sync_inflight = false;
+  r->sync_again = false;
+  for (Seat& s : r->seats) {
+    if (s.state != SeatState::Reading) continue;
+    s.read = 0;  // its reply, when it fails, is stale
+    s.state = SeatState::Waiting;
+  }
+  r->readers = 0;
+  drop_held(r);
+}
+
+void Rooms::on_lost(std::string_view room_id) {
+  Room* r = find(room_id);
+  if (!r) return;
+  if (r->state == RoomState::Lingering) return release(r);
+  LOG_DEBUG("room %s: subscription lost; re-subscribing", r->id.c_str());
+  unsubscribed(r);
+}
+
 void Rooms::on_state(bool up) {
   std::vector<Room*> all;
   all.reserve(rooms_.size());
   for (auto& [id, r] : rooms_) all.push_back(r.get());
   if (!up) {
     for (Room* r : all) {
-      if (r->state == RoomState::Lingering) {
-        release(r);
-        continue;
-      }
-      // The client re-subscribes every room by itself and confirms each again.
-      r->state = RoomState::Subscribing;
-      r->last_live_known = false;
-      r->sync_inflight = false;
-      r->sync_again = false;
-      for (Seat& s : r->seats) {
-        if (s.state != SeatState::Reading) continue;
-        s.read = 0;  // its reply, when it fails, is stale
-        s.state = SeatState::Waiting;
-      }
-      r->readers = 0;
-      drop_held(r);
+      if (r->state == RoomState::Lingering) release(r);
+      else unsubscribed(r);
     }
     return;
   }

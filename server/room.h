@@ -9,7 +9,7 @@
 //   first join ──> SUBSCRIBING ──confirmed, no active member──────────────> LIVE ──last member goes──> LINGERING
 //                   │    ▲  └──confirmed, active members──> SYNCING ──read──┘ ▲ │                        │  │
 //                   │    │                                   │  ▲  done      │ │ held events overflow,  │  │ a join
-//                   │    └──── broker down (from SYNCING, LIVE)  └───────────┼─┘ or confirmed again     │  └──> LIVE
+//                   │    └──── broker down, subscription lost (from SYNCING, LIVE)  └───────────┼─┘ or confirmed again     │  └──> LIVE
 //                   │                                                        │                          │
 //                   └── last member goes (also from SYNCING) ──> released <──┼──── deadline, broker down ┘
 //
@@ -173,6 +173,8 @@ class Rooms {
   void on_message(std::string_view room, std::string_view payload);
   void on_subscribed(std::string_view room);
   void on_state(bool up);
+  // Redis Cluster: the room's subscription ended (its master failed, its slot moved) while the broker stayed up.
+  void on_lost(std::string_view room);
 
   // The room's members on every instance (cluster brokers) or here; done may run at once.
   void list_members(std::string_view room, std::function<void(MemberList)> done);
@@ -209,6 +211,7 @@ class Rooms {
   void remove_seat(Room* r, Member& m);
   void emptied(Room* r);
   void release(Room* r);
+  void unsubscribed(Room* r);  // back to SUBSCRIBING: nothing live is known, reads start again
   void schedule_retry(Room* r);
   MemberList merge_members(Room* r, const std::vector<std::string>* remote) const;
   std::string member_key(const Member& m) const { return std::to_string(m.member_id()); }

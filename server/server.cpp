@@ -34,7 +34,7 @@ Server::Server(uv_loop_t* loop, Config config)
   active_deadlines.set_duration(ping_ms);
   pinged_deadlines.set_duration(ping_ms);
   ws_limits_.max_message = config_.max_message;
-  if (config_.redis_url.empty())
+  if (config_.redis_url.empty() && config_.redis_cluster.empty())
     broker_ = std::make_unique<LocalBroker>(loop_, hub_.get(), static_cast<size_t>(config_.history), config_.history_memory, &metrics_);
   else
     broker_ = make_redis_broker(loop_, config_, hub_.get());
