@@ -90,6 +90,13 @@ class Migration(RedisClusterTestCase):
                 "roomcast_redis_redirects_total", "roomcast_redis_slot_map_refreshes_total")}
             print("[%s: %s]" % (inst.name, ", ".join("%s=%g" % kv for kv in sorted(shown.items()))))
 
+        # Last, so that everything above is judged first: a slot being moved still has a reachable owner (the
+        # source, or the target after ASKING), so no chat of it may be refused (section 4: `unavailable` means
+        # the broker is down).
+        self.assertEqual(refused, [], "%d of %d chats refused `unavailable` while slot %d moved between two live "
+                         "masters (see the instances' 'chat not published' warnings)" % (len(refused), len(answers),
+                                                                                          slot))
+
 
 if __name__ == "__main__":
     import unittest
