@@ -5,7 +5,8 @@ import asyncio
 import re
 
 from cluster_harness import TIMEOUT, get_json, metrics, user
-from redis_cluster_harness import RedisClusterTestCase, check_room_log, chats_of, parse_metric_labels
+from redis_cluster_harness import (Monitor, RedisClusterTestCase, check_room_log, chats_of, keyslot,
+                                   parse_metric_labels)
 
 NO_PROBE = ["--redis-probe-interval", "3600"]   # no liveness SPUBLISH during the counted window
 DROP_WITHIN = 5.0                               # the ~1 s linger, then the SUNSUBSCRIBE reaching the owner
@@ -222,6 +223,27 @@ class Delivery(RedisClusterTestCase):
         self.assertEqual(await asyncio.to_thread(c.stream_ids, room), [])
         instances = "pfx:roomcast:{roomcast}:instances"
         self.assertIn("p1", await asyncio.to_thread(c.command, instances, "ZRANGE", instances, 0, -1))
+
+    async def test_probe_per_master(self):
+        """Each master gets the instance's liveness probe: an SPUBLISH on roomcast:probe:{<tag>}:<id> whose slot
+        that master owns, about every --redis-probe-interval (default 1 s); never a plain PUBLISH."""
+        c = self.cluster
+        masters = c.masters()
+        mons = {m.addr: Monitor(m) for m in masters}
+        try:
+            await self.launch("probe1")
+            await asyncio.sleep(3.5)
+        finally:
+            for mon in mons.values():
+                mon.close()
+        for m in masters:
+            probes = mons[m.addr].entries("spublish", "roomcast:probe:")
+            self.assertGreaterEqual(len(probes), 2, "probes on %s in 3.5 s" % m.addr)
+            for _, _, args in probes:
+                self.assertTrue(args[1].startswith("roomcast:probe:{") and args[1].endswith("}:probe1"), args)
+                self.assertIn(keyslot(args[1]), c.slots_of(m), "probe channel %s not in a slot of %s"
+                              % (args[1], m.addr))
+            self.assertEqual(mons[m.addr].entries("publish"), [], m.addr)
 
     @staticmethod
     def scan(node, pattern):

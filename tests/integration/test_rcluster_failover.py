@@ -101,6 +101,9 @@ class Failover(RedisClusterTestCase):
             await wait_delivered([a, b], r, must, TIMEOUT)
             check_room_log([a, b], r, must_ids=must, refused_messages=refused)
 
+        # Both instances subscribe the victim's rooms on the promoted replica now.
+        for r in rooms:
+            await self.wait_shardnumsub(r, 2, node=new)
         # Same connections throughout: no close, no second joined.
         for p in (a, b) + tuple(pubs):
             self.assertIsNone(p.closed, p)
