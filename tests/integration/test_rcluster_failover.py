@@ -118,9 +118,9 @@ class Failover(RedisClusterTestCase):
             self.assertEqual(bad[0][1].get("status"), "degraded", bad[0][1])
             self.assertEqual(bad[0][1].get("redis"), "cluster", bad[0][1])
             ok_again = [t for t, st, _ in mine if st == 200 and t > bad[-1][0]]
-            print("[%s /healthz: 503 from +%.1fs to +%.1fs after the kill, 200 again at +%s]"
+            print("[%s /healthz: 503 from +%.1fs to +%.1fs after the kill, 200 again at +%s; first 503: %s]"
                   % (inst.name, bad[0][0] - t_kill, bad[-1][0] - t_kill,
-                     "%.1fs" % (ok_again[0] - t_kill) if ok_again else "?"))
+                     "%.1fs" % (ok_again[0] - t_kill) if ok_again else "?", bad[0][1]))
 
         # Information: what Redis lost (acked before the kill, not on the new owner), and what it cost.
         lost, undelivered = 0, 0
