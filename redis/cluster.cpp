@@ -31,9 +31,10 @@ namespace roomcast::redis {
 namespace {
 
 constexpr int kMaxRedirects = 5;           // MOVED/ASK followed per command
-constexpr uint64_t kTryAgainMs = 2000;     // TRYAGAIN (a slot half migrated) retried this long
+constexpr uint64_t kTryAgainMs = 1000;     // TRYAGAIN (a slot half migrated) retried this long (a chat expires after 1 s anyway)
 constexpr uint64_t kRefreshMs = 5000;      // slot map refresh when all is well
 constexpr uint64_t kRefreshFastMs = 500;   // ... and while a wanted channel has no reachable owner
+constexpr uint64_t kRefreshMinMs = 100;    // ... and never more often (nodes disagree for a moment mid-migration)
 
 // One command of the caller's, kept formatted so that a redirect sends the same bytes again.
 struct Cmd {
@@ -414,6 +415,7 @@ struct ClusterClient::Impl : RespTracker {
         uint64_t now = uv_now(loop_);
         if (c->retry_until == 0) c->retry_until = now + kTryAgainMs;
         if (now < c->retry_until) {
+          c->redirects = 0;  // the slot's owner sends it on with ASK again: that one is not a loop
           retry_.push_back(std::move(c));
           return;
         }
@@ -552,6 +554,7 @@ struct ClusterClient::Impl : RespTracker {
 
   void try_refresh() {
     if (refresh_inflight_ || stopping_ || !started_) return;
+    if (map_loaded_ && uv_now(loop_) - last_refresh_ < kRefreshMinMs) return;  // the timer asks again
     Node* n = any_up_node();
     if (!n) return ensure_seeds();
     refresh_wanted_ = false;
@@ -727,7 +730,7 @@ struct ClusterClient::Impl : RespTracker {
       if (n) send_to(n, std::move(c));
       else call("reply", c->cb, kErrDown, Value{});
     }
-    uint64_t every = reachable_now() ? kRefreshMs : kRefreshFastMs;
+    uint64_t every = refresh_wanted_ ? kRefreshMinMs : reachable_now() ? kRefreshMs : kRefreshFastMs;
     if (now - last_refresh_ >= every) request_refresh();
   }
 

@@ -122,7 +122,9 @@ bool parse_redirect(std::string_view e, Redirect* out) {
   size_t colon = addr.rfind(':');
   if (colon == std::string_view::npos || !to_int(addr.substr(colon + 1), &port) || port < 1 || port > 65535) return false;
   r.slot = static_cast<uint16_t>(slot);
-  r.host = std::string(addr.substr(0, colon));
+  std::string_view host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  r.host = std::string(host);
   r.port = static_cast<int>(port);
   *out = std::move(r);
   return true;

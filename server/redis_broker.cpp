@@ -22,10 +22,12 @@ namespace roomcast::server {
 
 namespace {
 
-// KEYS[1] stream, KEYS[2] channel, KEYS[3] this instance's chat record list.
+// KEYS[1] stream, KEYS[2] this instance's chat record list (Redis Cluster: of this room, in its slot).
 // ARGV[1] event prefix, ARGV[2] suffix, ARGV[3] history length, ARGV[4] stream TTL in ms,
 // ARGV[5] deadline in Redis's own clock (ms), ARGV[6] the chat's sequence number, ARGV[7] record cap,
-// ARGV[8] PUBLISH (one Redis) or SPUBLISH (Redis Cluster: KEYS all share the room's hash tag, one slot).
+// ARGV[8] PUBLISH (one Redis) or SPUBLISH (Redis Cluster: KEYS all share the room's hash tag, one slot),
+// ARGV[9] the room's channel. (Not among KEYS: while a slot migrates, Redis counts a declared key it
+// cannot find as missing and answers TRYAGAIN; a channel is never found.)
 // A chat that reaches Redis after its deadline is refused, so once Redis's clock has passed the
 // deadline of every chat in doubt, the record list tells exactly which of them ran.
 // Old entries go by XDEL rather than XADD MAXLEN: trimming leaves XINFO's max-deleted-entry-id at
@@ -46,11 +48,11 @@ const char* kPublishScript =
     "  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', extra)\n"
     "  for i = 1, #old do redis.call('XDEL', KEYS[1], old[i][1]) end\n"
     "end\n"
-    "redis.call(ARGV[8], KEYS[2], ARGV[1] .. id .. ARGV[2])\n"
+    "redis.call(ARGV[8], ARGV[9], ARGV[1] .. id .. ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-    "redis.call('RPUSH', KEYS[3], ARGV[6] .. ' ' .. id)\n"
-    "redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)\n"
-    "redis.call('PEXPIRE', KEYS[3], 86400000)\n"
+    "redis.call('RPUSH', KEYS[2], ARGV[6] .. ' ' .. id)\n"
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)\n"
+    "redis.call('PEXPIRE', KEYS[2], 86400000)\n"
     "return id\n";
 
 // KEYS[1] chat record list; ARGV[1] the latest deadline of the chats in doubt. {0, ms to wait} while
@@ -247,8 +249,8 @@ const char* kClusterReapScript =
     "end\n"
     "return out\n";
 
-// Redis Cluster: one room's part of a reaping. KEYS[1] the members hash, KEYS[2] the room's channel (same
-// slot); ARGV[1] the dead instance, ARGV[2] the room id. Removes its lines, SPUBLISHes their leaves.
+// Redis Cluster: one room's part of a reaping. KEYS[1] the members hash; ARGV[1] the dead instance, ARGV[2]
+// the room id, ARGV[3] the room's channel (same slot). Removes its lines, SPUBLISHes their leaves.
 const char* kRoomReapScript =
     "local tag, reaped = ARGV[1] .. '/', 0\n"
     "local all = redis.call('HGETALL', KEYS[1])\n"
@@ -258,7 +260,7 @@ const char* kRoomReapScript =
     "    local head, user = string.match(line, '^(.*)\\t(.*)$')\n"
     "    if head and string.sub(head, 1, #tag) == tag and string.match(string.sub(head, #tag + 1), '^%d+$') then\n"
     "      gone = gone + 1\n"
-    "      redis.call('SPUBLISH', KEYS[2],\n"
+    "      redis.call('SPUBLISH', ARGV[3],\n"
     "        '{\"type\":\"presence\",\"event\":\"leave\",\"roomId\":\"' .. ARGV[2] .. '\",\"user\":' .. user .. '}')\n"
     "    else\n"
     "      keep[#keep + 1] = line\n"
@@ -444,8 +446,8 @@ class RedisBroker : public Broker {
     int64_t deadline = wall_ms() + clock_offset_ms_ + kPublishDeadlineMs;
     uint64_t seq = ++chat_seq_;
     std::string deadline_text = std::to_string(deadline), seq_text = std::to_string(seq), cap = std::to_string(kChatRecords);
-    return eval(kPublishScript, {stream, chan, records},
-                {prefix, suffix, history_, history_ttl_ms_, deadline_text, seq_text, cap, publish_cmd_},
+    return eval(kPublishScript, {stream, records},
+                {prefix, suffix, history_, history_ttl_ms_, deadline_text, seq_text, cap, publish_cmd_, chan},
                 [this, seq, deadline, records, done = std::move(done)](int status, const redis::Value& reply) {
                   if (status == 0 && reply.type == redis::Value::Type::String) {
                     learn_clock(reply.str);
@@ -570,18 +572,45 @@ class RedisBroker : public Broker {
     if (time_pending_ || ready_ || !client_->up()) return;
     time_pending_ = true;
     int rc = client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
+      if (status != 0 || !parse_time(reply)) {  // dropped again (the next up retries) or odd: the heartbeat retries
+        time_pending_ = false;
+        return;
+      }
+      if (cluster_ && first_heartbeat_) return first_cluster_heartbeat();
       time_pending_ = false;
-      if (status != 0 || !parse_time(reply)) return;  // dropped again (the next up retries) or odd: the heartbeat retries
-      ready_ = true;
-      heartbeat();
-      resolve();
-      std::vector<std::string> ids;
-      for (const auto& [id, l] : lines_)
-        if (!l.confirmed) ids.push_back(id);
-      for (const std::string& id : ids) send_line(id);
-      events_->on_broker_state(true);
+      ready_now();
     });
     if (rc != 0) time_pending_ = false;
+  }
+
+  // Redis Cluster: before this process enters any member line, the lines an earlier process with this
+  // --instance-id left are removed (one Redis does both in one script; in a cluster they live in the
+  // rooms' slots, so the removals are sent first, and are ahead of every later line on each connection).
+  // Until this heartbeat goes through (its {roomcast} master answers), the broker is not up.
+  void first_cluster_heartbeat() {
+    std::string set = meta_ + "instances", ttl = std::to_string(instance_ttl_ms_);
+    int sent = eval(kClusterReapScript, {set}, {meta_, instance_, "1", ttl}, [this](int status, const redis::Value& reply) {
+      time_pending_ = false;
+      if (status != 0 || reply.is_error()) {
+        if (status == 0) LOG_WARN("redis: first heartbeat refused (%s); retrying", reply.str.c_str());
+        return;  // the next node up or heartbeat tick tries again
+      }
+      first_heartbeat_ = false;
+      cluster_heartbeat_reply(status, reply);
+      ready_now();
+    });
+    if (sent != 0) time_pending_ = false;
+  }
+
+  void ready_now() {
+    ready_ = true;
+    heartbeat();
+    resolve();
+    std::vector<std::string> ids;
+    for (const auto& [id, l] : lines_)
+      if (!l.confirmed) ids.push_back(id);
+    for (const std::string& id : ids) send_line(id);
+    events_->on_broker_state(true);
   }
 
   bool parse_time(const redis::Value& reply) {
@@ -729,7 +758,7 @@ class RedisBroker : public Broker {
       const std::string& dead = reply.elements[i].str;
       for (const redis::Value& room : reply.elements[i + 1].elements) {
         std::string key = members_key(room.str), chan = channel(room.str);
-        eval(kRoomReapScript, {key, chan}, {dead, room.str}, [room = room.str](int st, const redis::Value& r) {
+        eval(kRoomReapScript, {key}, {dead, room.str, chan}, [room = room.str](int st, const redis::Value& r) {
           if (st == 0 && r.type == redis::Value::Type::Integer && r.integer > 0)
             LOG_INFO("redis: room %s: %lld members of a dead instance removed; the room was told", room.c_str(), r.integer);
         });
@@ -770,6 +799,7 @@ class RedisBroker : public Broker {
   // Redis Cluster: a master (re)connected while the rest stayed up. A promoted replica may lack the newest
   // writes (asynchronous replication): enter every member line again, and resolve chats in doubt there.
   void on_node_up() {
+    if (!ready_) return become_ready();
     if (!up()) return;
     for (auto& [id, l] : lines_) l.confirmed = false;
     std::vector<std::string> ids;

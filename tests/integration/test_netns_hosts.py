@@ -1,0 +1,331 @@
+# Four hosts (network namespaces on one bridge): Redis, two roomcast instances, the clients; app1's cable is pulled.
+# Rule: chats cross hosts in one room order; after the cut app1's members get every acked chat once, in order.
+"""Hosts: "redis" (redis-server), "app1" and "app2" (one roomcast each, on 0.0.0.0:8080 of their own host), "client"
+(the WebSocket clients, in a netns_agent.py process). Members alice and carol are on app1, bob on app2, all in one
+room.
+
+1. Chats cross hosts both ways, acked with ids, seen by everyone in one order.
+2. app1's switch port goes down for at least CUT_MIN seconds and until DOWN_HOLD seconds after app1's /healthz, asked
+   from inside app1, says 503 "redis":"down". Meanwhile bob (app2) keeps chatting and app2 keeps acking. alice sends a chat into the cut
+   (her frame waits in TCP); carol's connection is reset from the client's side (the reset is lost in the cut).
+3. The cable is back: app1's /healthz returns to 200 "up". alice (reconnecting with `since` if her connection did not
+   survive) and carol (reconnecting with `since` = the last id she saw) must end with exactly bob's sequence of
+   chats: every acked chat once, in order, no gap (ROOMCAST_NETNS_CUT=seconds: a longer cut, by hand). alice's chat into the cut: acked -> everyone has it once;
+   refused `unavailable` -> nobody has it.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+import unittest
+
+import netns_lab
+from cluster_harness import SCALE, TIMEOUT, chat_key, id_parts, unique, user
+from netns_lab import Agent, AgentError, HostRedis, HostRoomcast, NetnsLab
+from roomcast_harness import ServerError, quiet_slow_callback_warnings
+
+PREFIX = "rcnetns"          # namespaces: rcnetns-<pid>x<hex>-<host>
+PORT = 8080                 # every host has its own port space
+CUT_MIN = float(os.environ.get("ROOMCAST_NETNS_CUT", "4"))   # app1's cable stays out at least this long ...
+DOWN_WITHIN = 12.0 * SCALE  # ... and until /healthz says 503 (probe every 1 s, deadline 3 s), which must come by then
+DOWN_HOLD = 1.0            # and this long after that, so app1 spends a while knowing it cannot reach Redis
+UP_WITHIN = 20.0 * SCALE    # /healthz 200 again after the cable is back
+CHAT_EVERY = 0.25           # bob's pace during the cut
+INSTANCE_ARGS = ["--log-level", "debug", "--history", "500"]
+# Per test: extra arguments of app1. Pinging every 0.5 s, app1 closes (1001) its clients, whose pongs are lost in the cut.
+APP1_ARGS = {"test_cut_app1_drops_its_clients": ["--ping-interval", "0.5"]}
+
+
+class Member:
+    """One user in the room through one instance, across reconnections. `chats` is every chat event of the room it
+    was given, live or in the history of a join with `since`, in arrival order."""
+
+    def __init__(self, agent, inst, uid, room):
+        self.agent = agent
+        self.inst = inst
+        self.uid = uid
+        self.room = room
+        self.peer = None
+        self.chats = []
+        self.connections = 0
+        self.notes = []       # what happened to its connections, for messages
+
+    async def connect(self, since=None):
+        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
+        self.connections += 1
+        await self.peer.hello(user(self.uid))
+        if since is None:
+            joined = await self.peer.join(self.room)
+        else:
+            joined = await self.peer.join(self.room, since=since)
+            assert not joined.get("truncated"), "%s: history after %s truncated: %r" % (self.uid, since, joined)
+            self.notes.append("rejoined with since=%s: %d in history" % (since, len(joined["history"])))
+        self.chats.extend(joined["history"])
+        return joined
+
+    @property
+    def last_id(self):
+        return self.chats[-1]["id"] if self.chats else None
+
+    def drain(self):
+        """Move the room's chat events the current connection received into `chats`."""
+        keep = []
+        for m in self.peer.inbox:
+            if m.get("type") == "chat" and m.get("roomId", self.room) == self.room:
+                self.chats.append(m)
+            else:
+                keep.append(m)
+        self.peer.inbox[:] = keep
+
+    def ids(self):
+        return [c["id"] for c in self.chats]
+
+    async def wait_ids(self, ids, timeout):
+        """Until every id in `ids` is in `chats`; a closed connection is opened again with `since` = the last id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            missing = set(ids) - set(self.ids())
+            if not missing:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s: %d chats missing after %.1fs: %s (has %s; %s)"
+                                     % (self.uid, len(missing), timeout, sorted(missing, key=id_parts),
+                                        self.ids(), "; ".join(self.notes) or "one connection"))
+            if self.peer.closed is not None:
+                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
+                try:
+                    await self.connect(since=self.last_id)
+                except (AgentError, AssertionError) as e:
+                    self.notes.append("reconnect failed: %s" % e)
+                    await asyncio.sleep(0.5)
+                continue
+            await self.peer.wait_changed(min(left, 0.5))
+
+
+class NetnsHosts(unittest.IsolatedAsyncioTestCase):
+
+    def setUp(self):
+        why = netns_lab.available()
+        if why:
+            self.skipTest(why)
+        for tool in ("redis-server", "redis-cli"):
+            if shutil.which(tool) is None:
+                self.skipTest("needs %s" % tool)
+        netns_lab.sweep_leftovers(PREFIX)
+        self.lab = NetnsLab(PREFIX)
+        self.addCleanup(self.lab.cleanup)
+        for name in ("redis", "app1", "app2", "client"):
+            self.lab.add_host(name)
+        self.redis = HostRedis(self.lab["redis"]).start()
+        self.addCleanup(self.redis.cleanup)
+        self.apps = {}
+        for name in ("app1", "app2"):
+            args = INSTANCE_ARGS + (APP1_ARGS.get(self._testMethodName, []) if name == "app1" else [])
+            inst = HostRoomcast(self.lab[name], self.redis.url, name, PORT, args=args)
+            self.addCleanup(inst.cleanup)
+            self.apps[name] = inst
+            inst.start()
+        self.agents = []
+
+    async def asyncSetUp(self):
+        quiet_slow_callback_warnings()
+        self.client = await self.agent("client")
+        self.inside_app1 = await self.agent("app1")   # asks app1's /healthz while its cable is out
+
+    async def agent(self, host):
+        a = await Agent.start(self.lab[host])
+        self.agents.append(a)
+        self.addAsyncCleanup(a.close)
+        return a
+
+    def _failed_so_far(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return result is not None and any(t is self for t, _ in list(result.failures) + list(result.errors))
+
+    def tearDown(self):
+        if self._failed_so_far():
+            for inst in self.apps.values():
+                sys.stderr.write("\n----- %s log (last 80 lines) -----\n%s\n" % (inst.name, inst.log_tail(80)))
+            sys.stderr.write("\n----- redis log -----\n%s\n" % "\n".join(self.redis.log().splitlines()[-20:]))
+            for a in self.agents:
+                sys.stderr.write("\n----- agent on %s -----\n%s\nnotes: %r\n" % (a.host.name, a.log(), a.notes[-10:]))
+        errors = []
+        for inst in self.apps.values():
+            try:
+                inst.stop(check=True)   # SIGTERM: exit 0 within 5 s, no sanitizer report
+            except ServerError as e:
+                errors.append(str(e))
+        if errors:
+            self.fail("; ".join(errors))
+
+    async def health(self, agent, host_ip, timeout=2.0):
+        """(status, body) of /healthz of the instance at host_ip:PORT, asked by `agent`; (None, error) if no answer."""
+        try:
+            status, body = await agent.http_get(host_ip, PORT, "/healthz", timeout=timeout)
+            return status, json.loads(body)
+        except (AgentError, ValueError) as e:
+            return None, str(e)
+
+    async def wait_health(self, agent, host_ip, status, redis, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = await self.health(agent, host_ip)
+            if got[0] == status and isinstance(got[1], dict) and got[1].get("redis") == redis:
+                return got[1]
+            if time.monotonic() >= deadline:
+                raise AssertionError("/healthz of %s: not %d redis=%s within %.1fs (last: %r)"
+                                     % (host_ip, status, redis, timeout, got))
+            await asyncio.sleep(0.1)
+
+    async def test_chat_across_hosts_and_link_cut(self):
+        """alice's connection to app1 may survive the cut or not; either way she misses nothing."""
+        await self.scenario()
+
+    async def test_cut_app1_drops_its_clients(self):
+        """app1 closes alice's connection during the cut (her pongs are lost): she reconnects with `since`."""
+        alice = await self.scenario()
+        self.assertGreaterEqual(alice.connections, 2, "alice's connection survived a cut 10 ping intervals long: %s"
+                                % alice.notes)
+
+    async def scenario(self):
+        app1, app2 = self.apps["app1"], self.apps["app2"]
+        room = unique("netns")
+        alice = Member(self.client, app1, "alice", room)
+        carol = Member(self.client, app1, "carol", room)
+        bob = Member(self.client, app2, "bob", room)
+        for m in (alice, carol, bob):
+            joined = await m.connect()
+        self.assertEqual(sorted(u["id"] for u in joined["members"]), ["alice", "bob", "carol"], joined)
+        for m in (alice, carol):
+            await m.peer.take("presence", event="join", user=user("bob"))   # from app2 to app1
+        members = (alice, carol, bob)
+
+        # 1. Across hosts, both ways: acked with an id, every member gets it under that id.
+        acked = []   # (id, message) of every chat acked to anyone, in ack order per sender
+        for sender, text in ((alice, "hello from app1"), (bob, "hello from app2")):
+            ack = await sender.peer.chat_acked(room, text, ref=text)
+            acked.append((ack["id"], text))
+            for m in members:
+                ev = await m.peer.take("chat", message=text)
+                self.assertEqual((ev["id"], ev["user"], ev["roomId"]), (ack["id"], user(sender.uid), room), ev)
+                m.chats.append(ev)
+        self.assertLess(id_parts(acked[0][0]), id_parts(acked[1][0]), acked)
+
+        # 2. Pull app1's cable. bob chats on; app1 must find out that Redis is gone.
+        ok, body = await self.health(self.inside_app1, "127.0.0.1")
+        self.assertEqual((ok, body.get("redis")), (200, "up"), body)
+        self.lab.cut("app1")
+        t_cut = time.monotonic()
+        down_body, t_down, k = None, None, 0
+        while True:
+            text = "cut-%02d" % k
+            k += 1
+            ack = await bob.peer.chat_acked(room, text, ref=text)
+            acked.append((ack["id"], text))
+            if down_body is None:
+                st, body = await self.health(self.inside_app1, "127.0.0.1")
+                if st == 503:
+                    down_body, t_down = body, time.monotonic() - t_cut
+            elapsed = time.monotonic() - t_cut
+            if down_body is not None and elapsed >= max(CUT_MIN, t_down + DOWN_HOLD):
+                break
+            if down_body is None and elapsed > DOWN_WITHIN:
+                self.fail("app1 /healthz not 503 within %.1fs of the cut (last: %r %r)" % (DOWN_WITHIN, st, body))
+            await asyncio.sleep(CHAT_EVERY)
+        self.assertEqual((down_body.get("status"), down_body.get("redis")), ("degraded", "down"), down_body)
+        st, body = await self.health(self.client, self.lab["app2"].ip)
+        self.assertEqual((st, body.get("redis")), (200, "up"), "app2 during the cut: %r" % (body,))
+        # Into the cut: alice's chat waits in her TCP send queue; carol's reset never reaches app1.
+        alice_first = alice.peer
+        await alice_first.chat(room, "alice-into-cut", ref="alice-into-cut")
+        await carol.peer.abort()
+        t_cut_total = time.monotonic() - t_cut
+
+        # 3. Cable back. bob goes on chatting while app1 recovers.
+        self.lab.restore("app1")
+        t_restore = time.monotonic()
+        k = 0
+        while True:
+            text = "back-%02d" % k
+            k += 1
+            ack = await bob.peer.chat_acked(room, text, ref=text)
+            acked.append((ack["id"], text))
+            st, body = await self.health(self.inside_app1, "127.0.0.1")
+            if st == 200 and body.get("redis") == "up":
+                break
+            if time.monotonic() - t_restore > UP_WITHIN:
+                self.fail("app1 /healthz not 200 within %.1fs of the cable's return (last: %r %r)"
+                          % (UP_WITHIN, st, body))
+            await asyncio.sleep(CHAT_EVERY)
+        t_up = time.monotonic() - t_restore
+
+        bob_ids = [i for i, _ in acked]
+        await alice.wait_ids(bob_ids, TIMEOUT + UP_WITHIN)
+        alice_survived = alice.connections == 1
+        # alice's chat into the cut: one answer if her first connection lived to give it.
+        into_cut = None
+        try:
+            into_cut = await alice_first.answer("alice-into-cut", timeout=TIMEOUT)
+        except AssertionError:
+            self.assertFalse(alice_survived, "alice's connection survived but her chat into the cut got no answer")
+        if into_cut is not None:
+            if into_cut["type"] == "ack":
+                acked.append((into_cut["id"], "alice-into-cut"))
+            else:
+                self.assertEqual(into_cut.get("code"), "unavailable", into_cut)
+        for sender, text in ((alice, "after-alice"), (bob, "after-bob")):
+            ack = await sender.peer.chat_acked(room, text, ref=text)
+            acked.append((ack["id"], text))
+
+        # carol comes back (on app1) with since = the last id she saw before the cut (wait_ids reconnects her).
+        all_ids = [i for i, _ in acked]
+        for m in members:
+            await m.wait_ids(all_ids, TIMEOUT)
+        self.assertEqual(bob.connections, 1, bob.notes)
+        self.assertGreaterEqual(carol.connections, 2, carol.notes)
+        await asyncio.sleep(0.5 * SCALE)   # time for a duplicate to show up
+        for m in members:
+            m.drain()
+
+        # One room order, no gap, no duplicate: everyone has exactly bob's sequence (bob's link was never cut).
+        reference = [chat_key(c) for c in bob.chats]
+        ids = [c[0] for c in reference]
+        self.assertEqual(len(ids), len(set(ids)), "bob got a chat twice: %r" % ids)
+        self.assertEqual(ids, sorted(ids, key=id_parts), "bob's chats out of id order")
+        self.assertEqual(set(all_ids) - set(ids), set(), "acked chats bob never got")
+        for i, text in acked:
+            self.assertIn((i, text), [(c[0], c[2]) for c in reference], "acked chat %r under another id" % text)
+        if into_cut is not None and into_cut["type"] == "error":
+            self.assertNotIn("alice-into-cut", [c[2] for c in reference], "a chat refused `unavailable` was sent")
+        for m in (alice, carol):
+            got = [chat_key(c) for c in m.chats]
+            dups = sorted({c for c in got if got.count(c) > 1})
+            self.assertEqual(dups, [], "%s got chats twice (%s)" % (m.uid, "; ".join(m.notes) or "one connection"))
+            self.assertEqual(got, reference, "%s's chats differ from bob's (%s)" % (m.uid, "; ".join(m.notes)))
+
+        # Efficiency (section 5): once the dust settles, one subscription to the room per instance, none left over
+        # from app1's connections of before the cut.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            numsub = await asyncio.to_thread(self.redis.cli, "PUBSUB", "NUMSUB", "room:" + room)
+            if numsub.split()[-1:] == ["2"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        self.assertEqual(numsub.split()[-1:], ["2"], "PUBSUB NUMSUB room:%s after recovery: %r" % (room, numsub))
+
+        sys.stderr.write("\nnetns: cut %.1fs, app1 503 after %.1fs, 200 %.1fs after the cable's return; %d chats; "
+                         "alice's connection %s; her chat into the cut: %s; carol: %s\n"
+                         % (t_cut_total, t_down, t_up, len(reference),
+                            "survived" if alice_survived else "dropped (%s)" % "; ".join(alice.notes),
+                            "no answer" if into_cut is None else into_cut.get("code", into_cut["type"]),
+                            "; ".join(carol.notes)))
+        return alice
+
+
+if __name__ == "__main__":
+    unittest.main()
