@@ -11,6 +11,11 @@ picks: Redis restarted, Redis frozen (SIGSTOP), CLIENT KILL TYPE pubsub, one ins
 killed, CLIENT PAUSE WRITE under a burst of first joins and chats, one instance SIGKILLed and restarted. Then Redis
 stays healthy, the clients finish, and oracle.py checks every log. Exit 0: no violation; 1: violations; 2: the
 harness itself failed.
+
+--redis-cluster: a Redis Cluster of six redis-server processes (cluster.py; 3 masters, 1 replica each) instead, the
+instances on --redis-cluster, and faults that fit a cluster: a master SIGKILLed (its replica promoted, the node
+restarted later as a replica), CLUSTER FAILOVER, a room's slot migrated under traffic, plus the pubsub kills, CLIENT
+PAUSE and instance kills on every master.
 """
 
 import argparse
