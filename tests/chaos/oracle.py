@@ -293,12 +293,13 @@ class Oracle:
         streams = self.log.streams
         if streams is None or not self.log.loss_windows:
             return
+        stored = {room: {i for i, _ in entries} for room, entries in streams.items()}
+        oldest = {room: min(id_key(i) for i in ids) for room, ids in stored.items() if ids}
         for (room, id_), t in self.exist_t.items():
             entries = streams.get(room) or []
-            ids = {i for i, _ in entries}
-            if id_ in ids or t is None:
+            if id_ in stored.get(room, ()) or t is None:
                 continue
-            if len(entries) >= self.log.history_len and entries and id_key(id_) < min(id_key(i) for i in ids):
+            if len(entries) >= self.log.history_len and id_key(id_) < oldest[room]:
                 continue              # trimmed by --history, not lost
             sent = self._sent_t(room, id_)
             for rooms, lo, kill, why in self.log.loss_windows:
