@@ -52,10 +52,11 @@ RSS_MARGIN_KIB = 64 * 1024
 FAULTS = ("redis_restart", "redis_freeze", "kill_pubsub", "kill_one_sub", "pause_write", "instance_kill")
 CUTS_ALL = ("redis_restart", "redis_freeze", "kill_pubsub")   # faults that cut every instance off Redis
 FAULT_MAX_LEN = {"redis_restart": 6.0, "redis_freeze": 5.5, "kill_pubsub": 1.0, "kill_one_sub": 1.5,
-                 "pause_write": 3.0, "instance_kill": 5.0, "failover": 16.0, "failover_manual": 8.0, "migrate": 5.0}
+                 "pause_write": 3.0, "instance_kill": 5.0, "failover": 16.0, "failover_manual": 8.0, "migrate": 5.0,
+                 "master_restart": 12.0}
 # --redis-cluster: faults that make sense against a Redis Cluster (redis_restart / redis_freeze of "the" Redis do not).
-CLUSTER_FAULTS = ("failover", "migrate", "failover_manual", "kill_pubsub", "kill_one_sub", "pause_write",
-                  "instance_kill")
+CLUSTER_FAULTS = ("failover", "migrate", "failover_manual", "master_restart", "kill_pubsub", "kill_one_sub",
+                  "pause_write", "instance_kill")
 NODE_TIMEOUT_MS = 1500  # cluster-node-timeout
 LOSS_WINDOW = 2.0       # an acked write may be lost by a failover if the old master acked it this shortly before death
 RECOVERY_SLACK = 1.0    # after every instance's /healthz is 200 again: the re-subscription and back-fill still run
@@ -722,6 +723,46 @@ class Chaos:
                "restarted %.1fs later, a synced replica again" % (
                    m.port, ",".join(sorted(rooms)) or "no room", self.owner_port(first_slot), t_promoted - t_kill,
                    t_ok - t_kill, down)
+
+    async def fault_master_restart(self):
+        """kill -9 the master of a room and start it again 0.2-1 s later, within cluster-node-timeout: usually it
+        comes back as the master with its append-only file (nothing lost), the instances reconnect to it; if its
+        replica was promoted meanwhile, it rejoins as a replica (then as a failover)."""
+        picked = await self.pick_master(need_synced_replica=True)
+        if picked is None:
+            self.notes.append("t=%.1f: no master with a synced replica; master_restart later" % (now() - self.log.t0))
+            return None
+        m, _, _ = picked
+        node = self.cluster.by_port(m.port)
+        rooms = self.rooms_of(m)
+        first_slot = m.slots[0][0]
+        node.expected_up = False
+        t_kill = now()
+        node.proc.kill()
+        await asyncio.to_thread(node.proc.wait)
+        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill,
+                                      "master_restart: %d killed" % m.port))
+        self.nudge_joins(4)
+        self.nudge(("burst", 2), 4)
+        down = self.rng.uniform(0.2, 1.0)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(node.start, node.port)
+        t_up = now()
+
+        def served():     # the slots' owner (the node again, or its promoted replica) answers with cluster_state:ok
+            owner = self.cluster.owner_of_slot(first_slot)
+            return owner is not None and "cluster_state:ok" in owner.command("CLUSTER", "INFO", timeout=2.0)
+        await self.wait_until(served, 30.0, "master_restart of %d: its slots served again" % m.port)
+        t_ok = await self.instances_healthy(15.0, "the restart of master %d" % m.port)
+        self.room_outage(rooms, t_kill, t_ok + RECOVERY_SLACK, "master_restart")
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after the restart of master %d: %s" % (m.port, e)) from None
+        owner = self.owner_port(first_slot)
+        return "%d (master of %s) SIGKILLed, started again after %.1fs; %s; instances healthy after %.1fs" % (
+            m.port, ",".join(sorted(rooms)) or "no room", t_up - t_kill,
+            "still the master" if owner == m.port else "its replica %s had been promoted" % owner, t_ok - t_kill)
 
     async def fault_failover_manual(self):
         """CLUSTER FAILOVER on a synced replica: the master stops writes, the replica catches up and takes over."""
