@@ -302,6 +302,8 @@ class Oracle:
             if len(entries) >= self.log.history_len and id_key(id_) < oldest[room]:
                 continue              # trimmed by --history, not lost
             sent = self._sent_t(room, id_)
+            if self.may_have_expired(room, self._lo(room, id_), self.log.stream_read_t or float("inf")):
+                continue              # the stream may have expired (--history-ttl): not a loss either way
             for rooms, lo, kill, why in self.log.loss_windows:
                 if room in rooms and lo <= t and (sent if sent is not None else t) <= kill:
                     self.redis_lost[(room, id_)] = why
