@@ -270,6 +270,7 @@ const std::string kRoomReapScript = std::string(kReapLines) +
     "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
+constexpr uint64_t kResolveRetryMs = 250;    // chats in doubt not resolved: asked about again after this
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
 // Rebuilds one event from an XRANGE entry [id, [field, value, ...]].
@@ -631,7 +632,8 @@ class RedisBroker : public Broker {
   // per room, in the room's slot), once Redis's clock is past all their deadlines (until then a paused
   // chat could still run).
   void resolve() {
-    if (!up()) return;
+    if (doubts_.empty() || stopping_) return;
+    if (!up()) return resolve_later(kResolveRetryMs);  // (an up resolves at once too)
     for (auto& [records, doubt] : doubts_) {
       if (resolving_.count(records)) continue;
       int64_t latest = 0;
@@ -641,20 +643,29 @@ class RedisBroker : public Broker {
       int rc = eval(kResolveScript, {records}, {deadline}, [this, records = records](int status, const redis::Value& reply) {
         resolved(records, status, reply);
       });
-      if (rc != 0) resolving_.erase(records);  // the room's node is down: the next node up tries again
+      if (rc != 0) {  // the room's node is down (a cluster master failing over): try again shortly
+        resolving_.erase(records);
+        resolve_later(kResolveRetryMs);
+      }
     }
+  }
+
+  // Chats in doubt block their room: whatever kept them from being resolved (a node down, CLUSTERDOWN
+  // while a master rejoins, a dropped reply), they are asked about again until Redis answers.
+  void resolve_later(uint64_t ms) {
+    if (stopping_) return;
+    uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, ms, 0);
   }
 
   void resolved(const std::string& records, int status, const redis::Value& reply) {
     resolving_.erase(records);
     auto found = doubts_.find(records);
     if (found == doubts_.end()) return;
-    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;  // next up
-    if (reply.elements[0].integer == 0) {
-      uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
-      uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
-      return;
+    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) {
+      if (status == 0) LOG_WARN("redis: chats in doubt not resolved yet (%s); asking again", reply.str.c_str());
+      return resolve_later(kResolveRetryMs);
     }
+    if (reply.elements[0].integer == 0) return resolve_later(static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1)));
     std::unordered_map<uint64_t, std::string> ran;
     for (const redis::Value& v : reply.elements[1].elements) {
       size_t sp = v.str.find(' ');
