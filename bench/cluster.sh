@@ -6,14 +6,16 @@
 # removes; every step has a time limit.
 #
 #   bench/cluster.sh [--build-dir DIR] [--no-build] [--redis-cpu PCT[,PCT...]] [--masters "1 2 3"]
-#                    [--messages M] [--no-plain]
+#                    [--messages M] [--no-plain] [--redis-opt ARG]...
 #
 # --redis-cpu: each redis-server process gets its own CPU budget of PCT % of one core (a cgroup with a
 #   CFS quota, period 10 ms), so that Redis, not the two shared cores, is the bottleneck: throughput
 #   through N masters is then bounded by N budgets. 0 = no budget (everything competes for the cores).
 #   A list runs every series once per value. Default "10,0". Needs a writable cgroup cpu controller (v1
 #   or v2); without one, budgeted series are skipped with a note.
-# About 2 minutes after the build. Results: a table, and build-bench/bench-cluster/results.txt.
+# --redis-opt: one more argument for every redis-server (repeatable), e.g. --redis-opt=--stream-node-max-entries
+#   --redis-opt=16.
+# About 2-2.5 minutes after the build. Results: a table, and build-bench/bench-cluster/results.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -23,6 +25,7 @@ budgets="10,0"
 masters_list="1 2 3"
 messages=1000
 plain=1
+redis_opts=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build=$2; shift 2 ;;
@@ -31,7 +34,9 @@ while [ $# -gt 0 ]; do
     --masters) masters_list=$2; shift 2 ;;
     --messages) messages=$2; shift 2 ;;
     --no-plain) plain=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --redis-opt) redis_opts+=("$2"); shift 2 ;;
+    --redis-opt=*) redis_opts+=("${1#--redis-opt=}"); shift ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -124,7 +129,7 @@ start_redis() {  # port cluster(yes/no)
   local extra=()
   [ "$2" = yes ] && extra=(--cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 5000)
   redis-server --port "$1" --bind 127.0.0.1 --dir "$d" --save '' --appendonly no --daemonize yes \
-    --pidfile "$d/redis.pid" --logfile "$d/redis.log" "${extra[@]}"
+    --pidfile "$d/redis.pid" --logfile "$d/redis.log" "${extra[@]}" "${redis_opts[@]}"
   for _ in $(seq 50); do [ -s "$d/redis.pid" ] && redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
   [ -s "$d/redis.pid" ] || { echo "cluster.sh: redis-server on port $1 did not start (see $d/redis.log)" >&2; return 1; }
   cat "$d/redis.pid"
@@ -216,6 +221,7 @@ command -v redis-server >/dev/null || { echo "cluster.sh: redis-server is not in
 
 say "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(redis-server --version | cut -d' ' -f1-3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "roomcast at commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'); rooms: $room_list"
+[ ${#redis_opts[@]} = 0 ] || echo "redis-server options added: ${redis_opts[*]}"
 echo "load (every line): $rooms rooms x 2 members (one per instance), $publishers publishers x $messages chats of $size B, window $window; servers ${server_opts[*]}"
 
 # One measured run. $1 label, $2 budget, $3 masters (0 = plain Redis), then bench --pid/--url options.
