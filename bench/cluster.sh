@@ -9,12 +9,12 @@
 #                    [--messages M] [--no-plain] [--redis-opt ARG]...
 #
 # --redis-cpu: each redis-server process gets its own CPU budget of PCT % of one core (a cgroup with a
-#   CFS quota, period 10 ms, 100 ms below 10 %), so that Redis, not the two shared cores, is the bottleneck: throughput
-#   through N masters is then bounded by N budgets. 0 = no budget (everything competes for the cores).
-#   A list runs every series once per value. Default "10,0". Needs a writable cgroup cpu controller (v1
-#   or v2); without one, budgeted series are skipped with a note.
-# --redis-opt: one more argument for every redis-server (repeatable), e.g. --redis-opt=--stream-node-max-entries
-#   --redis-opt=16.
+#   CFS quota, period 10 ms, 100 ms below 10 %), so that Redis, not the two shared cores, is the
+#   bottleneck: throughput through N masters is then bounded by N budgets. 0 = no budget (everything
+#   competes for the cores). A list runs every series once per value. Default "10,0". Needs a writable
+#   cgroup cpu controller (v1 or v2); without one, budgeted series are skipped with a note.
+# --redis-opt: one more argument for every redis-server (repeatable), e.g.
+#   --redis-opt=--stream-node-max-entries --redis-opt=16.
 # About 2-2.5 minutes after the build. Results: a table, and build-bench/bench-cluster/results.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --no-plain) plain=0; shift ;;
     --redis-opt) redis_opts+=("$2"); shift 2 ;;
     --redis-opt=*) redis_opts+=("${1#--redis-opt=}"); shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
