@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --no-plain) plain=0; shift ;;
     --redis-opt) redis_opts+=("$2"); shift 2 ;;
     --redis-opt=*) redis_opts+=("${1#--redis-opt=}"); shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
