@@ -428,7 +428,8 @@ void print_effective(Parse& p) {
     for (size_t i = 0; i < values.size(); i++) {
       std::string where = it == p.from.end() || it->second.empty() ? "default"
                           : it->second[i < it->second.size() ? i : 0];
-      std::string line = std::string(s.name) + " = " + values[i];
+      // The file itself is shown as a comment: `config` is no setting of a config file.
+      std::string line = std::string(strcmp(s.name, "config") == 0 ? "# " : "") + s.name + " = " + values[i];
       if (line.size() < 48) line.resize(48, ' ');
       out += line + "  # " + where + "\n";
     }

@@ -29,7 +29,7 @@ def effective(out):
     """{name: [(value, where)]} from --check-config's lines `name = value  # where`."""
     settings = {}
     for line in out.splitlines():
-        m = re.match(r"^([a-z-]+) = (.*?)\s+# (.*)$", line)
+        m = re.match(r"^(?:# )?([a-z-]+) = (.*?)\s+# (.*)$", line)
         if m:
             settings.setdefault(m.group(1), []).append((m.group(2), m.group(3)))
     return settings
