@@ -19,13 +19,6 @@ void log_set_instance(const char* id) { snprintf(g_instance, sizeof(g_instance),
 
 void log_set_format(int format) { g_log_format = format == kLogJson ? kLogJson : kLogText; }
 
-int log_level_from_name(const char* name) {
-  static const char* names[] = {"error", "warn", "info", "debug"};
-  for (int i = 0; i < 4; i++)
-    if (strcmp(name, names[i]) == 0) return i;
-  return -1;
-}
-
 namespace {
 
 constexpr size_t kMaxMessage = 2048;  // bytes of one formatted message (longer ones are cut)
@@ -101,7 +94,7 @@ void log_write(int level, const char* fmt, ...) {
   gettimeofday(&tv, nullptr);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  char ts[32];
+  char ts[64];  // room for any int the compiler cannot rule out
   snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
            tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(tv.tv_usec / 1000));
 

@@ -15,8 +15,6 @@ extern int g_log_level;  // messages above this level are skipped
 void log_set_instance(const char* id);
 // Sets the line format (kLogText or kLogJson).
 void log_set_format(int format);
-// Parses "error", "warn", "info", "debug". Returns the level or -1.
-int log_level_from_name(const char* name);
 void log_write(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 }  // namespace roomcast::server
