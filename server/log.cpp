@@ -43,14 +43,14 @@ size_t utf8_sequence(const unsigned char* s, size_t n) {
   return len;
 }
 
-// Appends s as the inside of a JSON string to out (capacity cap, at least 7 bytes free kept for the caller's
-// closing). Returns the new length. Hand-written rather than rapidjson: no allocation, and invalid UTF-8 is
+// Appends s as the inside of a JSON string to out (capacity cap; stops early so that 4 bytes stay free for the
+// caller's closing). Returns the new length. Hand-written rather than rapidjson: no allocation, and invalid UTF-8 is
 // replaced instead of failing the line.
 size_t json_escape(char* out, size_t at, size_t cap, const char* s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char* p = reinterpret_cast<const unsigned char*>(s);
   for (size_t i = 0; i < n;) {
-    if (at + 8 > cap) break;
+    if (at + 10 > cap) break;  // room for one escaped character (6) and the line's end ("}\n)
     unsigned char c = p[i];
     if (c == '"' || c == '\\') {
       out[at++] = '\\';
@@ -106,7 +106,7 @@ void log_write(int level, const char* fmt, ...) {
   size_t msg_len = m < 0 ? 0 : static_cast<size_t>(m) >= sizeof(msg) ? sizeof(msg) - 1 : static_cast<size_t>(m);
 
   // JSON may grow each byte to 6 (\u00XX); the head (ts, level, instance) fits in the rest.
-  char line[kMaxMessage * 6 + 512];
+  char line[kMaxMessage * 6 + 1024];
   size_t n;
   if (g_log_format == kLogJson) {
     n = static_cast<size_t>(snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"instance\":\"", ts, names[level]));
