@@ -11,6 +11,7 @@ packages=(
   redis-server
   python3 python3-websockets
   chromium
+  nginx haproxy  # tests only: test_tls_proxy runs them from its own temp folder, never the system services
   curl
 )
 # Node.js: any node/npm on PATH will do (images often carry NodeSource's); else Debian's.

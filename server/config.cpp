@@ -29,8 +29,9 @@ namespace {
 
 // Addr: an IPv4 or IPv6 address. List: comma-separated, the last occurrence wins. Repeat: each
 // occurrence adds one item (values may hold commas); a higher layer's occurrences replace a lower one's.
-// Choice: one of `choices` ("a|b|c"), stored as its index.
-enum class Kind { Text, Addr, Int, Size, Seconds, List, Repeat, Choice };
+// Choice: one of `choices` ("a|b|c"), stored as its index. Cidrs: a comma-separated list of CIDR ranges, parsed
+// strictly.
+enum class Kind { Text, Addr, Int, Size, Seconds, List, Repeat, Choice, Cidrs };
 // How --check-config shows a value: as is, hidden (a KID= prefix stays), or a URL's password hidden.
 enum class Mask { None, Secret, Url };
 
@@ -99,6 +100,9 @@ const std::vector<Setting>& table() {
        FIELD(instance_ttl)},
       {"shutdown-grace", "ROOMCAST_SHUTDOWN_GRACE", Kind::Seconds, "SECONDS", "3", 0, 60, nullptr, Mask::None,
        "seconds to finish closing handshakes on SIGTERM before dropping connections", FIELD(shutdown_grace)},
+      {"trusted-proxy", "ROOMCAST_TRUSTED_PROXY", Kind::Cidrs, "CIDRS", "(none: the TCP peer is the client)", 0, 0, nullptr,
+       Mask::None, "comma-separated CIDR ranges (10.0.0.0/8, fd00::/8, 127.0.0.1/32) of reverse proxies whose "
+       "X-Forwarded-For names the client", FIELD(trusted_proxy)},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, "ORIGINS", "(none)", 0, 0, nullptr, Mask::None,
        "comma-separated browser origins allowed besides the Host's own (host:port or https://host; \"*\": any)",
        FIELD(allow_origin)},
@@ -176,7 +180,9 @@ std::string choice_name(const char* choices, int index) {
   return all.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
 }
 
-bool set_value(const Setting& s, const char* value, Config* c) {
+// Sets the setting from value. Returns false when the value is bad; *why then says why when the kind's expectation
+// is not enough (may be null).
+bool set_value(const Setting& s, const char* value, Config* c, std::string* why = nullptr) {
   void* f = s.field(*c);
   char* end = nullptr;
   switch (s.kind) {
@@ -207,6 +213,11 @@ bool set_value(const Setting& s, const char* value, Config* c) {
       if (!*value) return false;
       static_cast<std::vector<std::string>*>(f)->push_back(value);
       return true;
+    case Kind::Cidrs: {
+      std::string err = protocol::parse_cidr_list(value, static_cast<std::vector<protocol::Cidr>*>(f));
+      if (why) *why = err;
+      return err.empty();
+    }
     case Kind::Choice: {
       int i = choice_index(s.choices, value);
       if (i < 0) return false;
@@ -254,6 +265,7 @@ std::string expected(const Setting& s) {
       return "one of " + c;
     }
     case Kind::Repeat: return "a value that is not empty";
+    case Kind::Cidrs: return "comma-separated CIDR ranges";
     case Kind::Text:
     case Kind::List: break;
   }
@@ -289,9 +301,10 @@ struct Parse {
       static_cast<std::vector<std::string>*>(s.field(c))->clear();  // a lower layer's items yield
       from[&s].clear();
     }
-    if (!set_value(s, value.c_str(), &c)) {
+    std::string why;
+    if (!set_value(s, value.c_str(), &c, &why)) {
       std::string shown = s.mask == Mask::None ? "'" + value + "'" : "(hidden)";
-      errors.push_back(where + ": bad value " + shown + " for " + s.name + ": expected " + expected(s));
+      errors.push_back(where + ": bad value " + shown + " for " + s.name + ": " + (why.empty() ? "expected " + expected(s) : why));
       return;
     }
     layer[&s] = at;
@@ -367,6 +380,13 @@ std::vector<std::string> shown_values(const Setting& s, Config& c) {
     case Kind::List: {
       std::string joined;
       for (const std::string& item : *static_cast<std::vector<std::string>*>(f)) joined += (joined.empty() ? "" : ",") + item;
+      if (!joined.empty()) raw.push_back(joined);
+      break;
+    }
+    case Kind::Cidrs: {
+      std::string joined;
+      for (const protocol::Cidr& range : *static_cast<std::vector<protocol::Cidr>*>(f))
+        joined += (joined.empty() ? "" : ",") + protocol::format_cidr(range);
       if (!joined.empty()) raw.push_back(joined);
       break;
     }

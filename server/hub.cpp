@@ -83,7 +83,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
   if (!c.take_token(server_->now_ms(), &flooding)) {
     server_->metrics().rate_limited++;
     if (flooding) {
-      LOG_INFO("conn %llu: flooding (over 1000 refused in 10 s): closing 1008", (unsigned long long)c.id());
+      LOG_INFO("conn %llu (%s): flooding (over 1000 refused in 10 s): closing 1008", (unsigned long long)c.id(), c.who().c_str());
       c.close_ws(protocol::kClosePolicy, "rate limit exceeded");
       return;
     }

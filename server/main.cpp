@@ -84,6 +84,12 @@ int main(int argc, char** argv) {
              config.max_message, config.max_outbound);
     if (config.admin_port != 0)
       LOG_INFO("admin port (/metrics, /healthz, /debug/rooms) on http://%s:%d", config.admin_host.c_str(), config.admin_port);
+    if (!config.trusted_proxy.empty()) {
+      std::string ranges;
+      for (const roomcast::protocol::Cidr& c : config.trusted_proxy)
+        ranges += (ranges.empty() ? "" : ", ") + roomcast::protocol::format_cidr(c);
+      LOG_INFO("trusted proxies: %s (their X-Forwarded-For names the client)", ranges.c_str());
+    }
   }
   uv_run(loop, UV_RUN_DEFAULT);
   int closed = uv_loop_close(loop);
