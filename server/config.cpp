@@ -126,7 +126,7 @@ const std::vector<Setting>& table() {
        "text (one line per event) or json (one object per line: ts, level, instance, msg; for log shippers)",
        FIELD(log_format)},
       {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, "ID", "(host:pid)", 0, 0, nullptr, Mask::None,
-       "name of this process in logs and metrics", FIELD(instance_id)},
+       "name of this process in logs, metrics, /healthz and the hello reply", FIELD(instance_id)},
   };
   return t;
 }

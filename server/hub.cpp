@@ -129,7 +129,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
 
 void Hub::hello(Connection& c, const ClientMessage& m) {
   adopt_user(c, m.user);
-  c.send_text(protocol::encode_hello(c.user(), m.ref));
+  c.send_text(protocol::encode_hello(c.user(), server_->config().instance_id, m.ref));
 }
 
 void Hub::adopt_user(Connection& c, const std::optional<User>& user) {
