@@ -71,11 +71,12 @@ class AdminPorts(unittest.IsolatedAsyncioTestCase):
         return resp.json()
 
     async def wait_idle(self):
-        """Until no instance holds a WebSocket or a room (an earlier test's rooms linger for a second)."""
+        """Until no instance holds a connection or a room (an earlier test's closing connections may still be
+        finishing their close, and its rooms linger for a second)."""
         deadline = asyncio.get_running_loop().time() + TIMEOUT
         while True:
             ms = [await self.metrics(s) for s in self.instances]
-            if all(m[("roomcast_websockets", "")] == 0 and m[("roomcast_rooms", "")] == 0 for m in ms):
+            if all(m[("roomcast_connections", "")] == 0 and m[("roomcast_rooms", "")] == 0 for m in ms):
                 return
             self.assertLess(asyncio.get_running_loop().time(), deadline, "instances not idle")
             await asyncio.sleep(0.1)

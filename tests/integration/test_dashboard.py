@@ -8,13 +8,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
-import time
 import unittest
 
-from roomcast_harness import (REPO, STARTUP_TIMEOUT, RoomcastServer, free_port, http_request_sync, req,
-                              stop_process)
+from redis_cluster_harness import RedisCluster
+from roomcast_harness import REPO, RoomcastServer, http_request_sync, req
 
 DASHBOARD = os.path.join(REPO, "deploy", "grafana", "roomcast.json")
 PROMETHEUS = os.path.join(REPO, "deploy", "prometheus", "prometheus.yml")
@@ -146,53 +143,6 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.dashboard["uid"], "roomcast")
 
 
-class RedisCluster:
-    """Three throw-away redis-server masters in cluster mode (no replicas), joined by redis-cli --cluster create."""
-
-    def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="roomcast-rcluster-")
-        self.nodes = []  # (port, Popen)
-
-    def start(self):
-        for i in range(3):
-            port, bus = free_port(), free_port()
-            log = open(os.path.join(self.tmp, "node-%d.log" % i), "ab")
-            proc = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes-%d.conf" % i, "--dir", self.tmp,
-                 "--save", "", "--appendonly", "no", "--cluster-node-timeout", "2000"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            log.close()
-            self.nodes.append((port, proc))
-        for port, _ in self.nodes:
-            self.wait(port, lambda r: r == "PONG", "PING")
-        addrs = ["127.0.0.1:%d" % port for port, _ in self.nodes]
-        subprocess.run(["redis-cli", "--cluster", "create"] + addrs + ["--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=STARTUP_TIMEOUT)
-        for port, _ in self.nodes:
-            self.wait(port, lambda r: "cluster_state:ok" in r, "CLUSTER", "INFO")
-        return self
-
-    def wait(self, port, ok, *command):
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port)] + list(command),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STARTUP_TIMEOUT)
-            if r.returncode == 0 and ok(r.stdout.strip()):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis cluster node %d: %s never answered as expected" % (port, command))
-            time.sleep(0.1)
-
-    def seeds(self):
-        return ",".join("127.0.0.1:%d" % port for port, _ in self.nodes)
-
-    def cleanup(self):
-        for _, proc in self.nodes:
-            stop_process(proc)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-cli"), "redis-server and redis-cli needed")
 class ClusterDashboard(unittest.TestCase):
     """An instance on a real Redis Cluster exposes every cluster-only metric the dashboard names."""
@@ -202,7 +152,7 @@ class ClusterDashboard(unittest.TestCase):
         with open(DASHBOARD) as f:
             dashboard = json.load(f)
         cls.used = set().union(*(metric_names(e) for e in expressions(dashboard)))
-        cluster = RedisCluster()
+        cluster = RedisCluster()  # 3 masters, a replica each (the rcluster suite's harness)
         cls.addClassCleanup(cluster.cleanup)
         cluster.start()
         server = RoomcastServer(["--redis-cluster", cluster.seeds(), "--instance-id", "on-cluster"], name="cluster")
