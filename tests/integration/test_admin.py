@@ -189,6 +189,8 @@ class AdminPortErrors(unittest.TestCase):
                                 str(busy)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("cannot listen on the admin port 127.0.0.1:%d: address already in use" % busy, r.stdout)
+        self.assertNotIn("handles still open", r.stdout)
+        self.assertTrue(r.stdout.rstrip().endswith("stopped"), r.stdout)
 
     def test_admin_ports_are_not_shared(self):
         """A second instance cannot take the first one's admin port (no SO_REUSEPORT there)."""
