@@ -1,5 +1,6 @@
 # The manual page: `roomcast --man` (roff from the settings table, the same source as --help) renders without a
-# warning, names every option and variable of --help, and is the file the build wrote (build/server/roomcast.1).
+# warning, names every option and variable of --help, and is the file the build wrote (build/server/roomcast.1);
+# README's table of flags lists every option too.
 # Rule: the manual cannot drift from the binary, because the binary writes it.
 import os
 import re
@@ -51,6 +52,14 @@ class ManPage(unittest.TestCase):
                 self.assertRegex(self.man, r"(?m)^\.B %s$" % env, "%s not in ENVIRONMENT" % env)
         for flag in ("check-config", "man", "help", "version", "config", "admin-port", "log-format"):
             self.assertIn(flag, [f for f, _ in opts])
+
+    def test_every_option_of_help_is_in_the_readme(self):
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(os.path.join(repo, "README.md")) as f:
+            readme = f.read()
+        for flag, env in self.help_options():
+            if env:
+                self.assertIn("| `--%s` | `%s` |" % (flag, env), readme, "README's table lacks --%s" % flag)
 
     def test_renders_without_warnings(self):
         groff = shutil.which("groff")
