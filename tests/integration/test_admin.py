@@ -5,14 +5,31 @@ import asyncio
 import re
 import socket
 import subprocess
+import time
 import unittest
 
-from roomcast_harness import (TIMEOUT, RedisServer, RoomcastServer, WsClient, free_port, handshake_request,
-                              http_request, quiet_slow_callback_warnings, req, server_binary, unique, user)
+from roomcast_harness import (STARTUP_TIMEOUT, TIMEOUT, RedisServer, RoomcastServer, WsClient, free_port,
+                              handshake_request, http_request, http_request_sync, quiet_slow_callback_warnings, req,
+                              server_binary, unique, user)
 
 
 async def get(port, path, method="GET", headers=()):
     return await http_request(port, req(method, path, port, list(headers) + [("Connection", "close")]))
+
+
+def wait_admin_ready(s):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            resp = http_request_sync(s.admin_port, req("GET", "/healthz", s.admin_port, [("Connection", "close")]),
+                                     timeout=2.0)
+            if resp.status == 200 and resp.json()["instance"] == s.instance:
+                return
+        except (OSError, EOFError, ValueError):
+            pass
+        if time.monotonic() > deadline or not s.alive():
+            raise AssertionError("%s: admin port %d not ready\n%s" % (s.instance, s.admin_port, s.log_tail()))
+        time.sleep(0.05)
 
 
 def parse_metrics(text):
@@ -46,6 +63,8 @@ class AdminPorts(unittest.IsolatedAsyncioTestCase):
             cls.addClassCleanup(s.cleanup)
             s.start()
             cls.instances.append(s)
+            # On a shared port /healthz may have been answered by the other instance: ready is its admin port's.
+            wait_admin_ready(s)
 
     @classmethod
     def tearDownClass(cls):
