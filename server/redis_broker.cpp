@@ -270,6 +270,9 @@ const std::string kRoomReapScript = std::string(kReapLines) +
     "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
+// Redis Cluster: the message on a room's channel telling every instance to back-fill the room (see
+// on_asked_publish); never given to clients.
+constexpr std::string_view kResyncEvent = "{\"type\":\"resync\"}";
 constexpr uint64_t kResolveRetryMs = 250;    // chats in doubt not resolved: asked about again after this
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
@@ -331,7 +334,8 @@ class RedisBroker : public Broker {
     redis::Client::Callbacks cb;
     cb.on_message = [this](std::string_view channel, std::string_view payload) {
       std::string_view room;
-      if (room_of(channel, &room)) events_->on_broker_message(room, payload);
+      if (room_of(channel, &room) && payload == kResyncEvent) events_->on_broker_gap(room);
+      else if (room_of(channel, &room)) events_->on_broker_message(room, payload);
       else if (channel == control_channel()) events_->on_broker_control(payload);
     };
     cb.on_subscribed = [this](std::string_view channel) {
@@ -348,6 +352,15 @@ class RedisBroker : public Broker {
       if (room_of(channel, &room)) events_->on_broker_lost(room);
     };
     cb.on_node_up = [this] { on_node_up(); };
+    // A chat that ran on a slot's importing node (ASK) reached no subscriber: every instance subscribed
+    // on the slot's owner is told to back-fill the room from its stream (they may never send a command
+    // to that room themselves, so only a message on the room's channel reaches them all).
+    cb.on_asked_publish = [this](std::string_view key) {
+      std::string_view room;
+      if (!room_of_stream(key, &room)) return;
+      std::string chan = channel(room);
+      client_->command({publish_cmd_, chan, kResyncEvent}, [](int, const redis::Value&) {});
+    };
     if (cluster)
       client_ = std::make_unique<redis::ClusterClient>(loop, std::move(seeds), std::move(opts), std::move(cb));
     else
@@ -853,6 +866,13 @@ class RedisBroker : public Broker {
     for (const auto& [id, l] : lines_) ids.push_back(id);
     for (const std::string& id : ids) send_line(id);
     resolve();
+  }
+
+  // The room of a stream key (<prefix>room:{R}:log).
+  bool room_of_stream(std::string_view key, std::string_view* room) const {
+    constexpr std::string_view tail = ":log";
+    if (key.size() <= tail.size() || key.substr(key.size() - tail.size()) != tail) return false;
+    return room_of(key.substr(0, key.size() - tail.size()), room);
   }
 
   bool room_of(std::string_view channel, std::string_view* room) const {
