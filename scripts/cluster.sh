@@ -4,7 +4,7 @@
 #
 #   scripts/cluster.sh start [--instances N] [--port P | --ports P1,P2,..] [--host H]
 #                            [--redis URL | --redis-port P | --redis-cluster N|HOST:PORT,..]
-#                            [--state DIR] [-- roomcast options...]
+#                            [--state DIR] [--data DIR] [--admin-base P] [-- roomcast options...]
 #   scripts/cluster.sh stop   [--state DIR]   stops exactly what start started
 #   scripts/cluster.sh status [--state DIR]
 #
@@ -12,6 +12,11 @@
 #                               from --redis-port (default: the first free run from 7000; bus ports +10000),
 #                               and the instances on it with --redis-cluster
 #   --redis-cluster H:P,H:P,..  an existing Redis Cluster (seed nodes); none is started
+#   --data DIR                  where the Redis (or Redis Cluster) started here keeps its data: append-only
+#                               file, fsync every second; it outlives stop/start, so room histories survive a
+#                               restart of everything (default: DIR/data of --state; ROOMCAST_DATA)
+#   --admin-base P              instance i gets the admin port P+i (/metrics, /healthz, /debug/rooms of that
+#                               instance alone, on 127.0.0.1); default: a free port each; 0: none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +30,8 @@ host=${HOST:-0.0.0.0}
 redis_url=${REDIS_URL:-}
 redis_port=""
 redis_cluster=${ROOMCAST_REDIS_CLUSTER:-}
+data=${ROOMCAST_DATA:-}
+admin_base=${ROOMCAST_ADMIN_BASE:-}
 # The Redis started here is bounded: at most this much memory; under pressure the least recently used
 # keys that have a TTL go first (room histories, --history-ttl), never members or liveness keys' peers.
 redis_maxmemory=${ROOMCAST_REDIS_MAXMEMORY:-256mb}
@@ -40,11 +47,15 @@ while [ $# -gt 0 ]; do
     --redis-port) redis_port=$2; shift 2 ;;
     --redis-cluster) redis_cluster=$2; shift 2 ;;
     --state) state=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --admin-base) admin_base=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+[ -n "$data" ] || data="$state/data"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -54,9 +65,53 @@ healthz() {  # port -> prints the body, fails if nothing answers
   curl -s --max-time 2 "http://127.0.0.1:$1/healthz" 2>/dev/null
 }
 
-# A local Redis Cluster: node i in $state/redis-cluster/node-$i (nodes.conf, redis.pid, redis.log), on port
-# base+i and cluster-bus port base+i+10000; masters first, one replica each (redis-cli --cluster create).
-cluster_dir() { echo "$(cd "$state" && pwd)/redis-cluster"; }
+# A local Redis Cluster: node i in $data/redis-cluster/node-$i (nodes.conf, its append-only file, redis.pid,
+# redis.log, port), on port base+i and cluster-bus port base+i+10000; masters first, one replica each
+# (redis-cli --cluster create). A cluster already in that folder is started again as it was, data and all.
+cluster_dir() { mkdir -p "$data" && echo "$(cd "$data" && pwd)/redis-cluster"; }
+
+start_cluster_node() {  # dir port
+  redis-server --port "$2" --bind 127.0.0.1 --dir "$1" --save '' --appendonly yes --appendfsync everysec \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port $(($2 + 10000)) \
+    --cluster-node-timeout 5000 --cluster-require-full-coverage no --repl-diskless-sync-delay 0 \
+    --maxmemory "$redis_maxmemory" --maxmemory-policy volatile-lru \
+    --daemonize yes --pidfile "$1/redis.pid" --logfile "$1/redis.log"
+  echo "$2" >"$1/port"
+}
+
+wait_cluster_ok() {  # addr... ; ready when every node says cluster_state:ok and all agree on the slots
+  local ok=""
+  for _ in $(seq 150); do
+    ok=1
+    for a in "$@"; do
+      redis-cli -p "${a##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || { ok=""; break; }
+    done
+    [ -n "$ok" ] && redis-cli --cluster check "$1" 2>/dev/null | grep -q 'All nodes agree' && break
+    ok=""
+    sleep 0.2
+  done
+  [ -n "$ok" ] || echo "cluster: warning: the Redis Cluster is not consistent yet (see $(cluster_dir)/node-*/redis.log)" >&2
+}
+
+restart_redis_cluster() {  # masters -> 0 and sets redis_cluster if a complete cluster is in the data folder
+  local dir n=$(($1 * 2)) addrs=() i
+  dir=$(cluster_dir)
+  for ((i = 0; i < n; i++)); do [ -s "$dir/node-$i/nodes.conf" ] && [ -s "$dir/node-$i/port" ] || return 1; done
+  [ ! -e "$dir/node-$n" ] || return 1
+  stop_redis_cluster
+  for ((i = 0; i < n; i++)); do
+    local p; p=$(cat "$dir/node-$i/port")
+    port_busy "$p" && { echo "cluster: port $p (node $i of the cluster in $dir) is already in use" >&2; exit 1; }
+    start_cluster_node "$dir/node-$i" "$p"
+    addrs+=("127.0.0.1:$p")
+  done
+  for a in "${addrs[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "${a##*:}" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  wait_cluster_ok "${addrs[@]}"
+  redis_cluster=$(IFS=,; echo "${addrs[*]}")
+  echo "cluster: Redis Cluster of $1 masters + $1 replicas started again from $dir (data kept; remove the folder for a new one)"
+}
 
 start_redis_cluster() {  # masters -> sets redis_cluster to the seed list
   local masters=$1 n=$(($1 * 2)) base=$redis_port dir
@@ -75,20 +130,16 @@ start_redis_cluster() {  # masters -> sets redis_cluster to the seed list
       [ $base -lt 7500 ] || { echo "cluster: no free run of $n ports between 7000 and 7500" >&2; exit 1; }
     done
   fi
+  restart_redis_cluster "$masters" && return 0
   dir=$(cluster_dir)
-  stop_redis_cluster   # what an earlier start left running in this state folder
+  stop_redis_cluster   # what an earlier start left running in this folder
   rm -rf "$dir"        # a node with an old nodes.conf would refuse to join a new cluster
   local addrs=()
   for ((i = 0; i < n; i++)); do
     local p=$((base + i))
     port_busy $p && { echo "cluster: port $p is already in use; choose another base with --redis-port" >&2; exit 1; }
     mkdir -p "$dir/node-$i"
-    redis-server --port $p --bind 127.0.0.1 --dir "$dir/node-$i" --save '' --appendonly no \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port $((p + 10000)) \
-      --cluster-node-timeout 5000 --cluster-require-full-coverage no --repl-diskless-sync-delay 0 \
-      --maxmemory "$redis_maxmemory" --maxmemory-policy volatile-lru \
-      --daemonize yes --pidfile "$dir/node-$i/redis.pid" --logfile "$dir/node-$i/redis.log"
-    echo $p >"$dir/node-$i/port"
+    start_cluster_node "$dir/node-$i" $p
     addrs+=("127.0.0.1:$p")
   done
   for ((i = 0; i < n; i++)); do
@@ -97,25 +148,15 @@ start_redis_cluster() {  # masters -> sets redis_cluster to the seed list
   if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
     echo "cluster: redis-cli --cluster create failed; see $dir/create.log" >&2; stop; exit 1
   fi
-  # Ready when every node says cluster_state:ok and redis-cli finds every slot covered and agreed on.
-  local ok=""
-  for _ in $(seq 150); do
-    ok=1
-    for a in "${addrs[@]}"; do
-      redis-cli -p "${a##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || { ok=""; break; }
-    done
-    [ -n "$ok" ] && redis-cli --cluster check "${addrs[0]}" 2>/dev/null | grep -q 'All nodes agree' && break
-    ok=""
-    sleep 0.2
-  done
-  [ -n "$ok" ] || echo "cluster: warning: the Redis Cluster is not consistent yet (see $dir/node-*/redis.log)" >&2
+  wait_cluster_ok "${addrs[@]}"
   redis_cluster=$(IFS=,; echo "${addrs[*]}")
-  echo "cluster: Redis Cluster of $masters masters + $masters replicas on ports $base-$((base + n - 1)) (bus +10000; state $dir)"
+  echo "cluster: Redis Cluster of $masters masters + $masters replicas on ports $base-$((base + n - 1)) (bus +10000; data in $dir, append-only)"
 }
 
 stop_redis_cluster() {
   local dir pids=() f
   dir=$(cluster_dir 2>/dev/null) || return 0
+  [ -d "$dir" ] || return 0
   for f in "$dir"/node-*/redis.pid; do [ -f "$f" ] && alive "$f" && pids+=("$(cat "$f")"); done
   [ ${#pids[@]} -gt 0 ] || return 0
   kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -162,12 +203,13 @@ start() {
   elif [ -z "$redis_url" ]; then
     command -v redis-server >/dev/null || { echo "cluster: redis-server is not installed (scripts/deps.sh)" >&2; exit 1; }
     [ -n "$redis_port" ] || redis_port=$(free_port)
-    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$(cd "$state" && pwd)" --save '' --appendonly no \
-      --maxmemory "$redis_maxmemory" --maxmemory-policy volatile-lru \
+    mkdir -p "$data/redis"
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$(cd "$data/redis" && pwd)" --save '' \
+      --appendonly yes --appendfsync everysec --maxmemory "$redis_maxmemory" --maxmemory-policy volatile-lru \
       --daemonize yes --pidfile "$(cd "$state" && pwd)/redis.pid" --logfile "$(cd "$state" && pwd)/redis.log"
     for _ in $(seq 50); do [ -s "$state/redis.pid" ] && break; sleep 0.1; done
     redis_url="redis://127.0.0.1:$redis_port"
-    echo "cluster: redis-server on port $redis_port (pid $(cat "$state/redis.pid"), log $state/redis.log, maxmemory $redis_maxmemory volatile-lru)"
+    echo "cluster: redis-server on port $redis_port (pid $(cat "$state/redis.pid"), log $state/redis.log, maxmemory $redis_maxmemory volatile-lru, data in $data/redis, append-only)"
   else
     echo "cluster: using Redis at $redis_url (not started here)"
   fi
@@ -178,9 +220,18 @@ start() {
   fi
 
   local i=0
+  rm -f "$state"/roomcast-*.admin
   for p in "${list[@]}"; do
     i=$((i + 1))
-    setsid "$bin" --host "$host" --port "$p" "${broker[@]}" "${extra[@]}" >>"$state/roomcast-$i.log" 2>&1 </dev/null &
+    local admin=()
+    if [ "$admin_base" != "0" ]; then
+      local ap
+      if [ -n "$admin_base" ]; then ap=$((admin_base + i)); else ap=$(free_port); fi
+      port_busy "$ap" && { echo "cluster: admin port $ap is already in use; choose another --admin-base" >&2; stop; exit 1; }
+      admin=(--admin-port "$ap")
+      echo "$ap" >"$state/roomcast-$i.admin"
+    fi
+    setsid "$bin" --host "$host" --port "$p" "${admin[@]}" "${broker[@]}" "${extra[@]}" >>"$state/roomcast-$i.log" 2>&1 </dev/null &
     echo $! >"$state/roomcast-$i.pid"
     echo "$p" >"$state/roomcast-$i.port"
   done
@@ -197,6 +248,11 @@ start() {
     alive "$f" || { echo "cluster: an instance exited at start; its log:" >&2; tail -5 "${f%.pid}.log" >&2; stop; exit 1; }
   done
   echo "cluster: $i instance(s) up; pids $(cat "$state"/roomcast-*.pid | tr '\n' ' ')"
+  for f in "$state"/roomcast-*.admin; do
+    [ -f "$f" ] || continue
+    local n=${f##*/roomcast-}; n=${n%.admin}
+    echo "cluster: instance $n (pid $(cat "$state/roomcast-$n.pid")): admin http://127.0.0.1:$(cat "$f")/metrics /healthz /debug/rooms"
+  done
   for p in $(printf '%s\n' "${list[@]}" | sort -u); do
     local shown=$host; [ "$shown" = "0.0.0.0" ] && shown=localhost
     echo "cluster: web client at http://$shown:$p/"
@@ -219,8 +275,8 @@ stop() {
     kill -TERM "$rp" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$rp" 2>/dev/null || break; sleep 0.1; done
   fi
-  [ -d "$state/redis-cluster" ] && stop_redis_cluster
-  rm -f "$state"/*.pid "$state"/*.port
+  stop_redis_cluster
+  rm -f "$state"/*.pid "$state"/*.port "$state"/*.admin
   echo "cluster: stopped (${#pids[@]} instance(s))"
 }
 
@@ -230,14 +286,15 @@ status() {
     [ -f "$f" ] || continue
     any=1
     local p; p=$(cat "${f%.pid}.port" 2>/dev/null || echo "?")
-    if alive "$f"; then echo "instance pid $(cat "$f") port $p: running"; else echo "instance pid $(cat "$f") port $p: dead"; fi
+    local a=""; [ -f "${f%.pid}.admin" ] && a=" admin $(cat "${f%.pid}.admin")"
+    if alive "$f"; then echo "instance pid $(cat "$f") port $p$a: running"; else echo "instance pid $(cat "$f") port $p: dead"; fi
   done
   if [ -f "$state/redis.pid" ]; then
     if alive "$state/redis.pid"; then echo "redis pid $(cat "$state/redis.pid"): running ($(cat "$state/redis.url"))"; else echo "redis: dead"; fi
   fi
-  if [ -f "$state/redis-cluster.seeds" ] && { [ -d "$state/redis-cluster" ] || ls "$state"/roomcast-*.pid >/dev/null 2>&1; }; then
+  if [ -f "$state/redis-cluster.seeds" ]; then
     local f
-    for f in "$state"/redis-cluster/node-*/redis.pid; do
+    for f in "$(cluster_dir)"/node-*/redis.pid; do
       [ -f "$f" ] || continue
       local np role
       np=$(cat "$(dirname "$f")/port")
