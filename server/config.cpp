@@ -12,12 +12,10 @@
 #include <set>
 
 #include "server/log.h"
+#include "server/static_files.h"
 
 #ifndef ROOMCAST_VERSION
 #define ROOMCAST_VERSION "0.0.0"
-#endif
-#ifndef ROOMCAST_DEFAULT_STATIC
-#define ROOMCAST_DEFAULT_STATIC "client-web"
 #endif
 
 namespace roomcast::server {
@@ -155,7 +153,7 @@ std::string config_help() {
 
 int parse_config(int argc, char** argv, Config* out) {
   Config c;
-  c.static_dir = ROOMCAST_DEFAULT_STATIC;
+  c.static_dir = default_static_dir();
   for (const Setting& s : table()) {
     const char* v = getenv(s.env);
     if (v && *v && !set_value(s, v, &c)) {
