@@ -216,6 +216,70 @@ class RollingRestartTest(unittest.IsolatedAsyncioTestCase):
             os.kill(after[k], 0)
         self.assertIn("running", self.cluster("status", "--state", self.state))
 
+    async def test_systemd_mode_with_a_standin_systemctl(self):
+        """`rolling-restart.sh systemd`: units in order, `systemctl restart` each, wait for "instance":"host:N"."""
+        quiet_slow_callback_warnings()
+        port = free_port()
+        units = os.path.join(self.tmp, "units")
+        bindir = os.path.join(self.tmp, "bin")
+        os.makedirs(units)
+        os.makedirs(bindir)
+        # Plays systemd for roomcast@N.service: processes with --instance-id HOST:N, as the unit starts them.
+        with open(os.path.join(bindir, "systemctl"), "w") as f:
+            f.write("""#!/usr/bin/env bash
+set -eu
+d=%(units)s
+echo "$*" >>$d/calls
+n=${@: -1}; n=${n#roomcast@}; n=${n%%.service}
+start() { setsid %(bin)s --host 127.0.0.1 --port %(port)d --redis %(redis)s --instance-id "$(uname -n):$1" \\
+            >>$d/$1.log 2>&1 </dev/null & echo $! >$d/$1.pid; }
+case "$1" in
+  list-units) for f in $d/*.pid; do b=$(basename $f .pid); echo "roomcast@$b.service loaded active running x"; done ;;
+  start) start $n ;;
+  stop) pid=$(cat $d/$n.pid); kill -TERM $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done ;;
+  restart) "$0" stop "$2"; start $n ;;
+  show) cat $d/$n.pid ;;
+esac
+""" % {"units": units, "bin": os.environ["ROOMCAST_BIN"], "port": port, "redis": self.redis.url})
+        os.chmod(os.path.join(bindir, "systemctl"), 0o755)
+        env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]))
+        ctl = os.path.join(bindir, "systemctl")
+
+        def stop_all():
+            for f in glob.glob(os.path.join(units, "*.pid")):
+                subprocess.run([ctl, "stop", "roomcast@%s.service" % os.path.basename(f)[:-4]], timeout=30)
+            for log in glob.glob(os.path.join(units, "*.log")):
+                with open(log, errors="replace") as fh:
+                    text = fh.read()
+                for m in SANITIZER_MARKERS:
+                    self.assertNotIn(m, text, "%s:\n%s" % (log, text[-3000:]))
+        self.addCleanup(stop_all)
+        for n in (1, 2, 10):
+            subprocess.run([ctl, "start", "roomcast@%d.service" % n], check=True, timeout=30)
+        def unit_pids():
+            out = {}
+            for n in (1, 2, 10):
+                with open(os.path.join(units, "%d.pid" % n)) as fh:
+                    out[n] = int(fh.read())
+            return out
+        before = unit_pids()
+
+        proc = await asyncio.create_subprocess_exec(ROLLING, "systemd", "--port", str(port), env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 120 * SCALE)
+        out = out.decode(errors="replace")
+        self.assertEqual(proc.returncode, 0, out)
+        after = unit_pids()
+        with open(os.path.join(units, "calls")) as f:
+            restarts = [c for c in f.read().splitlines() if c.startswith("restart")]
+        # One at a time, in the units' numeric order (roomcast@10 after roomcast@2).
+        self.assertEqual(restarts, ["restart roomcast@1.service", "restart roomcast@2.service",
+                                    "restart roomcast@10.service"], out)
+        for n in before:
+            self.assertNotEqual(before[n], after[n], out)
+            self.assertIn("roomcast@%d.service is back (pid %d)" % (n, after[n]), out)
+        self.assertIn("3 instance(s) restarted", out)
+
 
 if __name__ == "__main__":
     unittest.main()
