@@ -148,6 +148,7 @@ const state = {
   rooms: new Map(),    // room id -> Room, in list order
   active: null,        // id of the room on screen, or null
   conn: 'connecting',  // connecting | connected | reconnecting
+  instance: null,      // the server instance of the last `hello` reply (its --instance-id), for support
   createBusy: false,   // a create request is in flight
 };
 
@@ -232,6 +233,21 @@ function setConn(s, text) {
   else if (s === 'closed') el.connText.textContent = text || 'Disconnected';
   else el.connText.textContent = 'Reconnecting…';
   el.composerForm.dataset.connected = String(s === 'connected');
+  renderInstance();
+}
+
+// The tooltip of the connection indicator names the server instance (for support requests); while
+// not connected it names the one last connected to.
+function renderInstance() {
+  if (!state.instance) {
+    el.conn.removeAttribute('title');
+    delete el.conn.dataset.instance;
+    return;
+  }
+  el.conn.title = state.conn === 'connected'
+    ? `Connected to server instance ${state.instance}`
+    : `Last connected to server instance ${state.instance}`;
+  el.conn.dataset.instance = state.instance;
 }
 
 function sendLeave(roomId) {
@@ -258,6 +274,8 @@ function handleFrame(data) {
     case 'hello':
       if (ref) pending.delete(ref);
       if (msg.user && typeof msg.user.id === 'string') state.me = msg.user;
+      // roomcast names the instance that answered (docs/protocol.md, part 2); other servers may not.
+      state.instance = typeof msg.instance === 'string' && msg.instance ? msg.instance : null;
       renderWhoami();
       conn.markGood();
       setConn('connected');
@@ -640,6 +658,35 @@ function hideComposerError() {
   el.composerError.hidden = true;
 }
 
+// ---------- the composer's placeholder ----------
+
+// The longest hint that fits the message box as it is now (a phone's box is narrow): the full one
+// from index.html, else shorter ones. Measured, so it also holds for large fonts and zoom.
+const PLACEHOLDERS = [el.composer.placeholder, 'Write a message. Enter sends.', 'Write a message', 'Message'];
+const placeholderProbe = document.createElement('div');
+placeholderProbe.className = 'placeholder-probe';
+placeholderProbe.setAttribute('aria-hidden', 'true');
+document.body.append(placeholderProbe);
+
+function placeholderFits(text, cs, width, height) {
+  placeholderProbe.style.width = `${width}px`;
+  for (const prop of ['fontFamily', 'fontSize', 'fontWeight', 'fontStyle', 'fontStretch', 'lineHeight', 'letterSpacing', 'wordSpacing']) {
+    placeholderProbe.style[prop] = cs[prop];
+  }
+  placeholderProbe.textContent = text;
+  return placeholderProbe.scrollHeight <= height + 0.5 && placeholderProbe.scrollWidth <= width + 0.5;
+}
+
+function fitPlaceholder() {
+  const box = el.composer;
+  if (box.clientWidth === 0) return; // not on screen (no room open): measured when it is
+  const cs = getComputedStyle(box);
+  const width = box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const height = box.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom);
+  const text = PLACEHOLDERS.find((t) => placeholderFits(t, cs, width, height)) || PLACEHOLDERS[PLACEHOLDERS.length - 1];
+  if (box.placeholder !== text) box.placeholder = text;
+}
+
 // ---------- user actions ----------
 
 function updateByteCount() {
@@ -683,6 +730,7 @@ function finishCreate() {
 
 async function createRoom() {
   if (state.createBusy) return;
+  applyTypedName();
   state.createBusy = true;
   el.createBtn.disabled = true;
   el.createBtn.setAttribute('aria-busy', 'true');
@@ -737,6 +785,13 @@ async function copyLink() {
   el.copyStatus.textContent = ok ? 'Link copied.' : 'Copy the link from the box by hand.';
 }
 
+// The name in the box counts even when Save was not pressed: creating or joining a room first takes
+// it (a new identity needs a new connection, so the create or join then goes out on that one).
+function applyTypedName() {
+  if (authToken || el.nameForm.hidden) return;
+  if (cleanName(el.nameInput.value) !== userNameWanted) saveName(el.nameInput.value);
+}
+
 function saveName(raw) {
   const name = cleanName(raw);
   if (!name) {
@@ -780,6 +835,7 @@ el.joinForm.addEventListener('submit', (e) => {
   }
   showJoinError('');
   el.joinCode.value = '';
+  applyTypedName();
   openRoom(id, { focus: true });
 });
 
@@ -793,6 +849,9 @@ el.leaveBtn.addEventListener('click', () => {
 });
 
 el.composer.addEventListener('input', () => { updateByteCount(); });
+// The box changes size with the window, the layout (phone or not) and by hand (resize: vertical).
+if (typeof ResizeObserver === 'function') new ResizeObserver(fitPlaceholder).observe(el.composer);
+window.addEventListener('resize', fitPlaceholder);
 el.composer.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();

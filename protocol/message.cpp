@@ -274,7 +274,7 @@ bool parse_user(std::string_view json, User* out) {
   return parse_json(json, &doc) == Parsed::Ok && read_user(doc, out);
 }
 
-std::string encode_hello(const User& user, std::string_view ref) {
+std::string encode_hello(const User& user, std::string_view instance, std::string_view ref) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
@@ -282,6 +282,10 @@ std::string encode_hello(const User& user, std::string_view ref) {
   put(w, "hello");
   key(w, "user");
   put_user(w, user);
+  if (!instance.empty()) {
+    key(w, "instance");
+    put(w, instance);
+  }
   put_ref(w, ref);
   w.EndObject();
   return done(buf);

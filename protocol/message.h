@@ -45,7 +45,9 @@ struct MessageError {
 bool parse_client_message(std::string_view text, ClientMessage* msg, MessageError* err);
 
 // Server events. `ref` is JSON text from ClientMessage::ref (omitted when empty).
-std::string encode_hello(const User& user, std::string_view ref);
+// hello: the connection's identity and `instance`, the process that answered (--instance-id; a roomcast
+// addition, for support: which instance a client is connected to); omitted when empty.
+std::string encode_hello(const User& user, std::string_view instance, std::string_view ref);
 std::string encode_created(std::string_view room_id, std::string_view ref);
 // What a `joined` reply carries (section 4). history: complete chat events (JSON texts), oldest
 // first; those from history_from on are sent.

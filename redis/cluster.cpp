@@ -642,10 +642,12 @@ struct ClusterClient::Impl : RespTracker {
       }
     }
 
-    // Nodes that own nothing and do not answer are forgotten (a failed master; a seed that was a replica).
+    // Nodes that own no slot are forgotten (a failed master; a seed or a master that became a replica):
+    // replicas need no connection. The node that answered this map stays until the next one.
+    std::vector<std::pair<std::unique_ptr<Cmd>, int>> failed;
     for (auto it = nodes_.begin(); it != nodes_.end();) {
       Node* n = it->second.get();
-      if (n->slots > 0 || n->state == NodeState::Up || n == from) {
+      if (n->slots > 0 || n == from) {
         ++it;
         continue;
       }
@@ -654,7 +656,12 @@ struct ClusterClient::Impl : RespTracker {
       if (n->cmd) n->cmd->close();
       if (n->sub) n->sub->close();
       n->cmd = n->sub = nullptr;
-      for (auto& c : n->waiting) call("reply", c->cb, kErrDown, Value{});
+      for (Inflight& e : n->inflight) {
+        if (e.kind == Entry::Slots) refresh_inflight_ = false;
+        if (e.kind == Entry::User) failed.emplace_back(std::move(e.cmd), kErrDisconnected);
+      }
+      n->inflight.clear();
+      for (auto& c : n->waiting) failed.emplace_back(std::move(c), kErrDown);
       n->waiting.clear();
       for (auto& [name, c] : chans_)
         if (c.node == n) c.node = nullptr;
@@ -662,6 +669,7 @@ struct ClusterClient::Impl : RespTracker {
       it = nodes_.erase(it);
     }
     update_state();
+    for (auto& [c, status] : failed) call("reply", c->cb, status, Value{});
     report_lost(lost);
   }
 

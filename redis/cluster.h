@@ -18,7 +18,7 @@ namespace roomcast::redis {
 //   created ──> CONNECTING ──both connections answered their setup──> UP ──drop / probe timeout──> BACKOFF
 //                  ^   └── refused / connect timeout ──> BACKOFF                                    │
 //                  └──────────────────────── retry time reached ────────────────────────────────────┘
-//   A node that owns no slot and is not up is forgotten at the next slot map.
+//   A node that owns no slot is forgotten at the next slot map (replicas need no connection).
 //
 // The slot map comes from CLUSTER SLOTS (asked of any node that is up) at start, after a MOVED, after
 // Redis drops a shard channel (its slot left the node), after a node is lost, and periodically (every

@@ -4,14 +4,15 @@
 #
 #   scripts/deps.sh run    building and running: compiler, cmake, pkg-config, the -dev libraries, redis-server
 #   scripts/deps.sh test   the above and what the tests add: cmocka, Python websockets, Chromium, Node.js and
-#                          the browser test's npm packages, systemd-analyze and the .deb tools (the default)
+#                          the browser test's npm packages, systemd-analyze, the .deb tools, nginx and haproxy
+#                          (the default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 part=${1:-test}
 case "$part" in
   run|test) ;;
-  -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "deps: unknown part '$part' (run or test)" >&2; exit 2 ;;
 esac
 
@@ -25,13 +26,15 @@ packages=(
 )
 if [ "$part" = test ]; then
   # The tests: units (cmocka), black-box tests (Python websockets), the browser test (Chromium, Node.js),
-  # the package test (dpkg-shlibdeps from dpkg-dev, file for CPack) and the unit files' check (systemd-analyze).
+  # the package test (dpkg-shlibdeps from dpkg-dev, file for CPack), the unit files' check (systemd-analyze)
+  # and the TLS proxy test (nginx, haproxy).
   packages+=(
     libcmocka-dev
     python3-websockets
     chromium
     dpkg-dev file
     systemd
+    nginx haproxy  # test_tls_proxy runs them from its own temp folder, never the system services
   )
   # Node.js: any node/npm on PATH will do (images often carry NodeSource's); else Debian's.
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi

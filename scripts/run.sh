@@ -6,9 +6,13 @@
 #   ./scripts/run.sh --standalone         one process, no Redis
 #   ./scripts/run.sh --ports 8080,8081    instances on distinct ports (the two-terminal demo)
 #   ./scripts/run.sh --redis redis://host:6379   use your own Redis, start none
+#   ./scripts/run.sh --redis-cluster 3    a local Redis Cluster (3 masters, 1 replica each, ports from 7000)
+#                                         and the instances on it (--redis-cluster mode)
+#   ./scripts/run.sh --redis-cluster host:7000,host:7001   use your own Redis Cluster (seed nodes), start none
 #   ./scripts/run.sh --auth ...           also authentication and the server API: a fresh random JWT secret
 #                                         and API key (printed), and web-client URLs with tokens for two users
-#   Anything after -- goes to every roomcast instance (see build/server/roomcast --help).
+#   Anything after -- goes to every roomcast instance (see build/server/roomcast --help); the other options
+#   are scripts/cluster.sh start's (scripts/cluster.sh start --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +22,7 @@ args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --auth) auth=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) args+=("$@"); break ;;
     *) args+=("$1"); shift ;;
   esac

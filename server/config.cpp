@@ -23,8 +23,9 @@ namespace roomcast::server {
 namespace {
 
 // List: comma-separated, the last occurrence wins. Repeat: each occurrence adds one item (values may hold
-// commas); the command line's occurrences replace the environment's.
-enum class Kind { Text, Int, Size, Seconds, List, Repeat, Level };
+// commas); the command line's occurrences replace the environment's. Cidrs: a comma-separated list of
+// CIDR ranges, parsed strictly.
+enum class Kind { Text, Int, Size, Seconds, List, Repeat, Level, Cidrs };
 
 struct Setting {
   const char* flag;     // --name
@@ -55,6 +56,7 @@ const std::vector<Setting>& table() {
       {"history-ttl", "ROOMCAST_HISTORY_TTL", Kind::Seconds, 1, 365.0 * 24 * 3600, "Redis: seconds a room's history is kept after its last chat (default 604800, a week)", [](Config& c) -> void* { return &c.history_ttl; }},
       {"instance-ttl", "ROOMCAST_INSTANCE_TTL", Kind::Seconds, 1, 30, "Redis: an instance whose heartbeat is this old is dead; the others send its members' presence leave (default 30)", [](Config& c) -> void* { return &c.instance_ttl; }},
       {"shutdown-grace", "ROOMCAST_SHUTDOWN_GRACE", Kind::Seconds, 0, 60, "seconds to finish closing handshakes on SIGTERM before dropping connections (default 3)", [](Config& c) -> void* { return &c.shutdown_grace; }},
+      {"trusted-proxy", "ROOMCAST_TRUSTED_PROXY", Kind::Cidrs, 0, 0, "comma-separated CIDR ranges (10.0.0.0/8, fd00::/8, 127.0.0.1/32) of reverse proxies whose X-Forwarded-For names the client (default none: the TCP peer is the client)", [](Config& c) -> void* { return &c.trusted_proxy; }},
       {"allow-origin", "ROOMCAST_ALLOW_ORIGIN", Kind::List, 0, 0, "comma-separated browser origins allowed besides the Host's own (\"*\": any)", [](Config& c) -> void* { return &c.allow_origin; }},
       {"jwt-secret", "ROOMCAST_JWT_SECRET", Kind::Repeat, 0, 0, "HS256 secret (at least 16 bytes), or KID=SECRET; repeat for rotation. Any key turns authentication on", [](Config& c) -> void* { return &c.jwt_secrets; }},
       {"jwt-public-key", "ROOMCAST_JWT_PUBLIC_KEY", Kind::Repeat, 0, 0, "PEM public key file (RSA: RS256, EC P-256: ES256), or KID=PATH; repeatable; SIGHUP reloads", [](Config& c) -> void* { return &c.jwt_public_keys; }},
@@ -62,13 +64,15 @@ const std::vector<Setting>& table() {
       {"jwt-issuer", "ROOMCAST_JWT_ISSUER", Kind::Text, 0, 0, "tokens must have this iss (default: iss not checked)", [](Config& c) -> void* { return &c.jwt_issuer; }},
       {"jwt-leeway", "ROOMCAST_JWT_LEEWAY", Kind::Int, 0, 3600, "seconds of clock leeway for exp, nbf and iat (default 60)", [](Config& c) -> void* { return &c.jwt_leeway; }},
       {"log-level", "ROOMCAST_LOG_LEVEL", Kind::Level, 0, 0, "error, warn, info or debug (default info)", [](Config& c) -> void* { return &c.log_level; }},
-      {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs and metrics (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
+      {"instance-id", "ROOMCAST_INSTANCE_ID", Kind::Text, 0, 0, "name of this process in logs, metrics, /healthz and the hello reply (default host:pid)", [](Config& c) -> void* { return &c.instance_id; }},
       {"api-key", "ROOMCAST_API_KEY", Kind::Text, 0, 0, "key of the server API (/api/...: Authorization: Bearer KEY or X-API-Key: KEY); without it /api/... is 404", [](Config& c) -> void* { return &c.api_key; }},
   };
   return t;
 }
 
-bool set_value(const Setting& s, const char* value, Config* c) {
+// Sets the setting from value. Returns false when the value is bad; *why then says why when the generic
+// help is not enough.
+bool set_value(const Setting& s, const char* value, Config* c, std::string* why) {
   void* f = s.field(*c);
   char* end = nullptr;
   switch (s.kind) {
@@ -92,6 +96,9 @@ bool set_value(const Setting& s, const char* value, Config* c) {
     case Kind::Repeat:
       static_cast<std::vector<std::string>*>(f)->push_back(value);
       return true;
+    case Kind::Cidrs:
+      *why = protocol::parse_cidr_list(value, static_cast<std::vector<protocol::Cidr>*>(f));
+      return why->empty();
     case Kind::Level: {
       int level = log_level_from_name(value);
       if (level < 0) return false;
@@ -156,8 +163,10 @@ int parse_config(int argc, char** argv, Config* out) {
   c.static_dir = default_static_dir();
   for (const Setting& s : table()) {
     const char* v = getenv(s.env);
-    if (v && *v && !set_value(s, v, &c)) {
-      fprintf(stderr, "roomcast: bad value '%s' in %s: %s%s\n", v, s.env, s.help, bounds(s).c_str());
+    std::string why;
+    if (v && *v && !set_value(s, v, &c, &why)) {
+      if (!why.empty()) fprintf(stderr, "roomcast: bad value '%s' in %s: %s\n", v, s.env, why.c_str());
+      else fprintf(stderr, "roomcast: bad value '%s' in %s: %s%s\n", v, s.env, s.help, bounds(s).c_str());
       return -1;
     }
   }
@@ -202,7 +211,12 @@ int parse_config(int argc, char** argv, Config* out) {
       static_cast<std::vector<std::string>*>(found->field(c))->clear();  // the environment's value yields
       repeated.insert(found->flag);
     }
-    if (!set_value(*found, value.c_str(), &c)) {
+    std::string why;
+    if (!set_value(*found, value.c_str(), &c, &why)) {
+      if (!why.empty()) {
+        fprintf(stderr, "roomcast: bad value '%s' for --%s: %s\n", value.c_str(), name.c_str(), why.c_str());
+        return -1;
+      }
       fprintf(stderr, "roomcast: bad value '%s' for --%s: %s%s\n", value.c_str(), name.c_str(), found->help,
               bounds(*found).c_str());
       return -1;

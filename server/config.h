@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "protocol/client_addr.h"
+
 namespace roomcast::server {
 
 struct Config {
@@ -26,6 +28,7 @@ struct Config {
   double instance_ttl = 30.0;              // Redis: an instance silent this long is dead; its members leave
   double history_ttl = 7 * 24 * 3600.0;    // Redis: seconds a room's history outlives its last chat
   std::vector<std::string> allow_origin;   // extra browser origins allowed
+  std::vector<protocol::Cidr> trusted_proxy;  // peers whose X-Forwarded-For names the client; empty: none
   std::string api_key;                     // the server API's key (section 9); empty: /api/... is 404
   int log_level = 2;                       // 0 error .. 3 debug
   std::string instance_id;                 // host:pid unless given

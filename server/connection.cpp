@@ -36,7 +36,7 @@ struct ConnectionIo {
       c->server_->metrics().bytes_in += static_cast<uint64_t>(nread);
       c->on_data(buf->base, static_cast<size_t>(nread));
     } else if (nread < 0) {
-      if (nread != UV_EOF && nread != UV_ECONNRESET) LOG_DEBUG("conn %llu: read error %s", (unsigned long long)c->id_, uv_strerror(static_cast<int>(nread)));
+      if (nread != UV_EOF && nread != UV_ECONNRESET) LOG_DEBUG("conn %llu (%s): read error %s", (unsigned long long)c->id_, c->who().c_str(), uv_strerror(static_cast<int>(nread)));
       c->close_now();
     }
   }
@@ -75,6 +75,11 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener) {
     return nullptr;
   }
   uv_tcp_nodelay(&c->tcp_, 1);
+  sockaddr_storage peer;
+  int peer_len = sizeof(peer);
+  if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0)
+    protocol::ip_from_sockaddr(reinterpret_cast<sockaddr*>(&peer), &c->peer_);
+  c->client_ = c->peer_;
   c->http_ = std::make_unique<protocol::HttpParser>();
   c->user_ = protocol::anonymous_user();
   c->tokens_ = server->config().rate * 2;
@@ -118,7 +123,8 @@ void Connection::parse_http(const char* data, size_t len) {
     len -= used;
     if (r == HttpResult::NeedMore) break;
     if (r == HttpResult::Error) {
-      LOG_DEBUG("conn %llu: bad request: %s", (unsigned long long)id_, http_->error_reason());
+      client_ = peer_;  // a request that did not parse names no client
+      LOG_DEBUG("conn %llu (%s): bad request: %s", (unsigned long long)id_, who().c_str(), http_->error_reason());
       if (http_->error_status() == 413) server_->metrics().bound_hit(Bound::ApiBody, "a server API request body over 64 KiB answered 413");
       send(make_error_response(http_->error_status(), http_->error_reason()));
       close_after_flush_ = true;
@@ -126,6 +132,8 @@ void Connection::parse_http(const char* data, size_t len) {
     }
     server_->metrics().http_requests++;
     const protocol::HttpRequest& req = http_->request();
+    // Behind a proxy one connection carries requests of many clients: each request names its own.
+    client_ = protocol::client_address(peer_, req, server_->config().trusted_proxy);
     if (r == HttpResult::Upgrade || protocol::wants_websocket(req)) {
       upgrade(req, data, len);
       break;
@@ -207,7 +215,7 @@ void Connection::on_response(SharedBuf* resp, bool keep_alive) {
 void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len) {
   protocol::HandshakeVerdict v = check_upgrade(*server_, req);
   if (v.status != 101) {
-    LOG_DEBUG("conn %llu: upgrade refused %d: %s", (unsigned long long)id_, v.status, v.reason);
+    LOG_DEBUG("conn %llu (%s): upgrade refused %d: %s", (unsigned long long)id_, who().c_str(), v.status, v.reason);
     send(make_error_response(v.status, v.reason));
     close_after_flush_ = true;
     return;
@@ -225,6 +233,7 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
       if (query_token) token = *query_token;
     }
     if (server_->check_token(token, &grant, "upgrade") != AuthRefusal::None) {
+      LOG_DEBUG("conn %llu (%s): upgrade refused 401: no valid token", (unsigned long long)id_, who().c_str());
       send(make_error_response(401, "a valid token is needed (?token= or Authorization: Bearer)"));
       close_after_flush_ = true;
       return;
@@ -232,6 +241,7 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
   }
   if (server_->upgraded_count() >= static_cast<size_t>(server_->config().max_connections)) {
     server_->metrics().bound_hit(Bound::MaxConnections, "WebSocket upgrades refused with 503 (--max-connections)");
+    LOG_DEBUG("conn %llu (%s): upgrade refused 503: --max-connections", (unsigned long long)id_, who().c_str());
     send(make_error_response(503, "too many WebSocket connections on this instance; try again later"));
     close_after_flush_ = true;
     return;
@@ -243,6 +253,7 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
   state_ = State::WebSocket;
   upgraded_ = true;
   server_->upgrade_opened();
+  LOG_DEBUG("conn %llu (%s): WebSocket open", (unsigned long long)id_, who().c_str());
   server_->active_deadlines.push(&deadline, server_->now_ms());
   if (server_->auth_on()) set_grant(std::move(grant));
   server_->hub().on_open(*this, target);
@@ -260,7 +271,7 @@ void Connection::on_ws(const char* data, size_t len) {
                       : code == protocol::kCloseInvalidPayload ? "invalid UTF-8"
                       : code == protocol::kCloseUnsupportedData ? "binary frames are not accepted"
                                                                  : "protocol error";
-    LOG_DEBUG("conn %llu: closing %d: %s", (unsigned long long)id_, code, why);
+    LOG_DEBUG("conn %llu (%s): closing %d: %s", (unsigned long long)id_, who().c_str(), code, why);
     close_ws(static_cast<uint16_t>(code), why);
     close_after_flush_ = true;
   }
@@ -367,7 +378,7 @@ void Connection::set_grant(AuthGrant grant) {
 
 void Connection::on_token_expired() {
   if (state_ != State::WebSocket) return;
-  LOG_DEBUG("conn %llu: token expired: closing 4001", (unsigned long long)id_);
+  LOG_DEBUG("conn %llu (%s): token expired: closing 4001", (unsigned long long)id_, who().c_str());
   close_ws(protocol::kCloseTokenExpired, "token expired");
 }
 
@@ -398,7 +409,8 @@ void Connection::flush() {
   if (overflowed_ && state_ == State::WebSocket) {
     server_->metrics().slow_consumer_drops++;
     server_->metrics().bound_hit(Bound::MaxOutbound, "a WebSocket reader too slow for --max-outbound closed 1008");
-    LOG_INFO("conn %llu: slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, server_->config().max_outbound);
+    LOG_INFO("conn %llu (%s): slow consumer, over %zu bytes unsent: closing 1008", (unsigned long long)id_, who().c_str(),
+             server_->config().max_outbound);
     close_ws(protocol::kClosePolicy, "slow consumer");
   }
   write_out();
@@ -458,11 +470,16 @@ void Connection::on_deadline(DeadlineList* list, uint64_t now_ms) {
     send(SharedBuf::make(std::move(frame)));
     if (state_ == State::WebSocket) server_->pinged_deadlines.push(&deadline, now_ms);
   } else if (state_ == State::WebSocket && list == &server_->pinged_deadlines) {
-    LOG_DEBUG("conn %llu: idle for two ping intervals: closing 1001", (unsigned long long)id_);
+    LOG_DEBUG("conn %llu (%s): idle for two ping intervals: closing 1001", (unsigned long long)id_, who().c_str());
     close_ws(protocol::kCloseGoingAway, "idle");
   } else {
     close_now();  // head timeout, or the closing handshake ran out of time
   }
+}
+
+std::string Connection::who() const {
+  if (client_ == peer_) return protocol::format_ip(client_);
+  return protocol::format_ip(client_) + " via " + protocol::format_ip(peer_);
 }
 
 bool Connection::take_token(uint64_t now_ms, bool* flooding) {

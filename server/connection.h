@@ -18,9 +18,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "protocol/client_addr.h"
 #include "protocol/http_parser.h"
 #include "protocol/ids.h"
 #include "protocol/ws_codec.h"
@@ -43,6 +45,11 @@ class Connection : public Member {
 
   uint64_t id() const { return id_; }
   State state() const { return state_; }
+  // The client's address: the TCP peer, or behind a --trusted-proxy the address its X-Forwarded-For names
+  // (of the request being handled; of the upgrade request once a WebSocket).
+  const protocol::IpAddr& client_addr() const { return client_; }
+  // For log lines: "203.0.113.9", or "203.0.113.9 via 127.0.0.1" when a trusted proxy named the client.
+  std::string who() const;
   bool is_websocket() const { return state_ == State::WebSocket; }
 
   // Queues a complete frame (or HTTP response) shared with other recipients; takes its own reference.
@@ -114,6 +121,8 @@ class Connection : public Member {
   uv_tcp_t tcp_;                                  // the socket; tcp_.data == this
   Server* server_;                                // owns every connection
   uint64_t id_;                                   // unique in the process, never reused
+  protocol::IpAddr peer_;                         // the TCP peer (a proxy, behind one)
+  protocol::IpAddr client_;                       // the client (see client_addr()); the peer until a request names another
   std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
   std::string http_backlog_;                      // bytes read, not parsed while HTTP input waits (at most one read)
   protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle

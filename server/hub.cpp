@@ -83,7 +83,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
   if (!c.take_token(server_->now_ms(), &flooding)) {
     server_->metrics().rate_limited++;
     if (flooding) {
-      LOG_INFO("conn %llu: flooding (over 1000 refused in 10 s): closing 1008", (unsigned long long)c.id());
+      LOG_INFO("conn %llu (%s): flooding (over 1000 refused in 10 s): closing 1008", (unsigned long long)c.id(), c.who().c_str());
       c.close_ws(protocol::kClosePolicy, "rate limit exceeded");
       return;
     }
@@ -129,7 +129,7 @@ void Hub::on_message(Connection& c, std::string_view text) {
 
 void Hub::hello(Connection& c, const ClientMessage& m) {
   adopt_user(c, m.user);
-  c.send_text(protocol::encode_hello(c.user(), m.ref));
+  c.send_text(protocol::encode_hello(c.user(), server_->config().instance_id, m.ref));
 }
 
 void Hub::adopt_user(Connection& c, const std::optional<User>& user) {

@@ -76,6 +76,12 @@ int main(int argc, char** argv) {
              !config.redis_cluster.empty() ? config.redis_cluster.c_str() : config.redis_url.c_str(),
              config.redis_prefix.empty() ? "" : (" prefix " + config.redis_prefix).c_str(), config.ping_interval,
              config.max_message, config.max_outbound);
+    if (!config.trusted_proxy.empty()) {
+      std::string ranges;
+      for (const roomcast::protocol::Cidr& c : config.trusted_proxy)
+        ranges += (ranges.empty() ? "" : ", ") + roomcast::protocol::format_cidr(c);
+      LOG_INFO("trusted proxies: %s (their X-Forwarded-For names the client)", ranges.c_str());
+    }
   }
   uv_run(loop, UV_RUN_DEFAULT);
   int closed = uv_loop_close(loop);

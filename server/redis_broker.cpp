@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -187,6 +188,12 @@ const char* kReapLines =
     "  return reaped\n"
     "end\n";
 
+// Redis Cluster: KEYS: liveness keys (all in the {roomcast} slot). Returns 1 or 0 for each.
+const char* kExistsScript =
+    "local out = {}\n"
+    "for i, k in ipairs(KEYS) do out[i] = redis.call('EXISTS', k) end\n"
+    "return out\n";
+
 // The reaper, run with every heartbeat. ARGV[1] key prefix, ARGV[2] this instance, ARGV[3] '1' to
 // treat this instance's own old entries as dead (a restart under the same --instance-id), ARGV[4] the
 // instance TTL in ms. The instance set is a sorted set: instance -> Redis time (ms) of its last
@@ -263,6 +270,7 @@ const std::string kRoomReapScript = std::string(kReapLines) +
     "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
+constexpr uint64_t kResolveRetryMs = 250;    // chats in doubt not resolved: asked about again after this
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
 // Rebuilds one event from an XRANGE entry [id, [field, value, ...]].
@@ -328,7 +336,11 @@ class RedisBroker : public Broker {
     };
     cb.on_subscribed = [this](std::string_view channel) {
       std::string_view room;
-      if (room_of(channel, &room)) events_->on_broker_subscribed(room);
+      if (!room_of(channel, &room)) return;
+      // Redis Cluster: a room subscribed again on its slot's (new) owner can have its chats in doubt
+      // resolved there now.
+      if (cluster_ && ready_ && doubts_.count(records_key(room))) resolve();
+      events_->on_broker_subscribed(room);
     };
     cb.on_state = [this](bool up) { on_client_state(up); };
     cb.on_lost = [this](std::string_view channel) {
@@ -620,7 +632,8 @@ class RedisBroker : public Broker {
   // per room, in the room's slot), once Redis's clock is past all their deadlines (until then a paused
   // chat could still run).
   void resolve() {
-    if (!up()) return;
+    if (doubts_.empty() || stopping_) return;
+    if (!up()) return resolve_later(kResolveRetryMs);  // (an up resolves at once too)
     for (auto& [records, doubt] : doubts_) {
       if (resolving_.count(records)) continue;
       int64_t latest = 0;
@@ -630,20 +643,29 @@ class RedisBroker : public Broker {
       int rc = eval(kResolveScript, {records}, {deadline}, [this, records = records](int status, const redis::Value& reply) {
         resolved(records, status, reply);
       });
-      if (rc != 0) resolving_.erase(records);  // the room's node is down: the next node up tries again
+      if (rc != 0) {  // the room's node is down (a cluster master failing over): try again shortly
+        resolving_.erase(records);
+        resolve_later(kResolveRetryMs);
+      }
     }
+  }
+
+  // Chats in doubt block their room: whatever kept them from being resolved (a node down, CLUSTERDOWN
+  // while a master rejoins, a dropped reply), they are asked about again until Redis answers.
+  void resolve_later(uint64_t ms) {
+    if (stopping_) return;
+    uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, ms, 0);
   }
 
   void resolved(const std::string& records, int status, const redis::Value& reply) {
     resolving_.erase(records);
     auto found = doubts_.find(records);
     if (found == doubts_.end()) return;
-    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;  // next up
-    if (reply.elements[0].integer == 0) {
-      uint64_t wait = static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1));
-      uv_timer_start(&resolve_timer_, [](uv_timer_t* t) { static_cast<RedisBroker*>(t->data)->resolve(); }, wait, 0);
-      return;
+    if (status != 0 || reply.type != redis::Value::Type::Array || reply.elements.size() < 2) {
+      if (status == 0) LOG_WARN("redis: chats in doubt not resolved yet (%s); asking again", reply.str.c_str());
+      return resolve_later(kResolveRetryMs);
     }
+    if (reply.elements[0].integer == 0) return resolve_later(static_cast<uint64_t>(std::max<long long>(reply.elements[1].integer, 1)));
     std::unordered_map<uint64_t, std::string> ran;
     for (const redis::Value& v : reply.elements[1].elements) {
       size_t sp = v.str.find(' ');
@@ -757,8 +779,14 @@ class RedisBroker : public Broker {
     if (reply.elements[0].integer == 1) rejoin_after_reaped();
   }
 
-  // Redis Cluster: the users of a room whose lines belong to live instances (the liveness keys are in another
-  // slot than the room, so the filter is applied here, with the instances of the last heartbeat).
+  // Redis Cluster: the users of a room whose lines belong to live instances. The liveness keys live in
+  // another slot than the room, so the room's hash is read first, then the liveness of the instances
+  // it names that the last heartbeat did not list (one script on the {roomcast} slot), then the filter
+  // is applied here.
+  struct MemberLine {
+    std::string user_id, instance, user_json;
+  };
+
   int members_cluster(std::string_view room, MembersDone done) {
     std::string key = members_key(room);
     return broker_status(client_->command({"HGETALL", key}, [this, done = std::move(done)](int status, const redis::Value& reply) {
@@ -766,23 +794,53 @@ class RedisBroker : public Broker {
         done(status < 0 ? broker_status(status) : kBrokerFailed, {});
         return;
       }
-      std::vector<std::string> users;
+      auto lines = std::make_shared<std::vector<MemberLine>>();
+      std::set<std::string> unknown;
       for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-        std::string_view lines = reply.elements[i + 1].str;
-        while (!lines.empty()) {
-          size_t nl = lines.find('\n');
-          std::string_view line = lines.substr(0, nl);
-          lines = nl == std::string_view::npos ? std::string_view() : lines.substr(nl + 1);
-          size_t slash = line.rfind('/', line.find('\t')), tab = line.find('\t');
-          if (slash == std::string_view::npos || tab == std::string_view::npos) continue;
-          std::string inst(line.substr(0, slash));
-          if (inst != instance_ && !live_.count(inst)) continue;
-          users.emplace_back(line.substr(tab + 1));
-          break;
+        std::string_view value = reply.elements[i + 1].str;
+        while (!value.empty()) {
+          size_t nl = value.find('\n');
+          std::string_view line = value.substr(0, nl);
+          value = nl == std::string_view::npos ? std::string_view() : value.substr(nl + 1);
+          size_t tab = line.find('\t');
+          size_t slash = tab == std::string_view::npos ? tab : line.rfind('/', tab);
+          if (slash == std::string_view::npos) continue;
+          MemberLine m{reply.elements[i].str, std::string(line.substr(0, slash)), std::string(line.substr(tab + 1))};
+          if (m.instance != instance_ && !live_.count(m.instance)) unknown.insert(m.instance);
+          lines->push_back(std::move(m));
         }
       }
-      done(kBrokerOk, std::move(users));
+      if (unknown.empty()) return done(kBrokerOk, live_members(*lines, {}));
+      std::vector<std::string> keys;
+      for (const std::string& inst : unknown) keys.push_back(meta_ + "instance:" + inst);
+      std::string n = std::to_string(keys.size());
+      std::vector<std::string_view> argv{"EVAL", kExistsScript, n};
+      argv.insert(argv.end(), keys.begin(), keys.end());
+      std::vector<std::string> asked(unknown.begin(), unknown.end());
+      int rc = client_->command(argv, [this, lines, asked, done](int st, const redis::Value& r) {
+        if (st != 0 || r.type != redis::Value::Type::Array || r.elements.size() != asked.size()) {
+          done(st < 0 ? broker_status(st) : kBrokerFailed, {});
+          return;
+        }
+        std::set<std::string> alive;
+        for (size_t k = 0; k < asked.size(); k++)
+          if (r.elements[k].integer == 1) alive.insert(asked[k]);
+        done(kBrokerOk, live_members(*lines, alive));
+      });
+      if (rc != 0) done(broker_status(rc), {});
     }));
+  }
+
+  // One user per user id, from the lines of this instance, of the instances alive at the last heartbeat,
+  // and of `alive`.
+  std::vector<std::string> live_members(const std::vector<MemberLine>& lines, const std::set<std::string>& alive) const {
+    std::vector<std::string> users;
+    std::set<std::string_view> seen;
+    for (const MemberLine& m : lines) {
+      if (m.instance != instance_ && !live_.count(m.instance) && !alive.count(m.instance)) continue;
+      if (seen.insert(m.user_id).second) users.push_back(m.user_json);
+    }
+    return users;
   }
 
   // Redis Cluster: a master (re)connected while the rest stayed up. A promoted replica may lack the newest

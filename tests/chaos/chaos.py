@@ -11,6 +11,11 @@ picks: Redis restarted, Redis frozen (SIGSTOP), CLIENT KILL TYPE pubsub, one ins
 killed, CLIENT PAUSE WRITE under a burst of first joins and chats, one instance SIGKILLed and restarted. Then Redis
 stays healthy, the clients finish, and oracle.py checks every log. Exit 0: no violation; 1: violations; 2: the
 harness itself failed.
+
+--redis-cluster: a Redis Cluster of six redis-server processes (cluster.py; 3 masters, 1 replica each) instead, the
+instances on --redis-cluster, and faults that fit a cluster: a master SIGKILLed (its replica promoted, the node
+restarted later as a replica), CLUSTER FAILOVER, a room's slot migrated under traffic, plus the pubsub kills, CLIENT
+PAUSE and instance kills on every master.
 """
 
 import argparse
@@ -37,6 +42,7 @@ from roomcast_harness import (SANITIZER_MARKERS, RedisServer, http_request_sync,
                               server_binary, static_dir)
 from cluster_harness import quiet_port  # noqa: E402
 from clients import Client, now  # noqa: E402
+from cluster import RedisCluster, room_slot, spread_rooms  # noqa: E402
 from oracle import Oracle, RunLog, dump, parse_stream_entry  # noqa: E402
 
 BROKER_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z\s+\w+\s+\[([^\]]+)\] broker \S+: (down|up)\b")
@@ -46,7 +52,14 @@ RSS_MARGIN_KIB = 64 * 1024
 FAULTS = ("redis_restart", "redis_freeze", "kill_pubsub", "kill_one_sub", "pause_write", "instance_kill")
 CUTS_ALL = ("redis_restart", "redis_freeze", "kill_pubsub")   # faults that cut every instance off Redis
 FAULT_MAX_LEN = {"redis_restart": 6.0, "redis_freeze": 5.5, "kill_pubsub": 1.0, "kill_one_sub": 1.5,
-                 "pause_write": 3.0, "instance_kill": 5.0}
+                 "pause_write": 3.0, "instance_kill": 5.0, "failover": 16.0, "failover_manual": 8.0, "migrate": 5.0,
+                 "master_restart": 12.0}
+# --redis-cluster: faults that make sense against a Redis Cluster (redis_restart / redis_freeze of "the" Redis do not).
+CLUSTER_FAULTS = ("failover", "migrate", "failover_manual", "master_restart", "kill_pubsub", "kill_one_sub",
+                  "pause_write", "instance_kill")
+NODE_TIMEOUT_MS = 1500  # cluster-node-timeout
+LOSS_WINDOW = 2.0       # an acked write may be lost by a failover if the old master acked it this shortly before death
+RECOVERY_SLACK = 1.0    # after every instance's /healthz is 200 again: the re-subscription and back-fill still run
 
 
 class HarnessError(Exception):
@@ -65,12 +78,14 @@ def say(msg):
 class Redis(RedisServer):
     """redis-server with an append-only file fsynced on every write, so acked chats survive a restart."""
 
-    def __init__(self, scratch):
+    def __init__(self, scratch, name="redis", extra=()):
         super().__init__()
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp = os.path.join(scratch, "redis")
+        self.name = name
+        self.tmp = os.path.join(scratch, name)
         os.makedirs(self.tmp)
-        self.log_path = os.path.join(scratch, "redis.log")
+        self.log_path = os.path.join(scratch, "%s.log" % name)
+        self.extra = list(extra)
         self.frozen = False
         self.expected_up = False         # False while a fault has it down on purpose
 
@@ -80,7 +95,7 @@ class Redis(RedisServer):
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.tmp,
                  "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                 "--maxmemory", "512mb", "--maxmemory-policy", "noeviction"],
+                 "--maxmemory", "512mb", "--maxmemory-policy", "noeviction"] + self.extra,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -110,6 +125,18 @@ class Redis(RedisServer):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class ClusterNode(Redis):
+    """One node of the chaos Redis Cluster: its own folder (append-only file and nodes.conf, so a restart rejoins with
+    its data) and a cluster bus port of its own below the ephemeral range."""
+
+    def __init__(self, scratch, index, port, bus_port, node_timeout_ms):
+        super().__init__(scratch, name="redis-%d" % (index + 1), extra=[
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus_port),
+            "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no"])
+        self.port = port
+        self.bus_port = bus_port
 
 
 class Instance:
@@ -196,7 +223,7 @@ class Instance:
 
 def sub_connection_ids(redis, pid):
     """Redis client ids of the subscription connection(s) of process `pid`: CLIENT LIST entries with sub>0 whose
-    address is one of the process's TCP sockets to Redis (matched through /proc/<pid>/fd and /proc/<pid>/net/tcp)."""
+    address is one of the process's TCP sockets to that Redis (sharded subscriptions, ssub>0, count too) (matched through /proc/<pid>/fd and /proc/<pid>/net/tcp)."""
     inodes = set()
     fd_dir = "/proc/%d/fd" % pid
     for fd in os.listdir(fd_dir):
@@ -215,9 +242,19 @@ def sub_connection_ids(redis, pid):
     ids = []
     for line in redis.command("CLIENT", "LIST").splitlines():
         kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
-        if int(kv.get("sub", "0")) > 0 and int(kv.get("addr", ":0").rsplit(":", 1)[1]) in ports:
+        if (int(kv.get("sub", "0")) > 0 or int(kv.get("ssub", "0")) > 0) \
+                and int(kv.get("addr", ":0").rsplit(":", 1)[1]) in ports:
             ids.append(kv["id"])
     return ids
+
+
+def distinct_quiet_ports(n):
+    ports = []
+    while len(ports) < n:
+        p = quiet_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -230,13 +267,17 @@ class World:
     def __init__(self, opts, log):
         self.seed = opts.seed
         self.log = log
-        self.rooms = ["room%d" % i for i in range(opts.rooms)]
+        # Redis Cluster: room ids chosen so that the rooms spread over the three masters' slot ranges.
+        self.rooms = spread_rooms(opts.rooms) if opts.redis_cluster else ["room%d" % i for i in range(opts.rooms)]
         self.mean_interval = opts.interval
         self.instances = []
         self.clients = []
         self.killed_at = {}              # incarnation label -> when it was SIGKILLed (by the test)
         self.stop_t = None               # when the clients stop acting (the injector may push it back)
         self.fresh_n = 0
+
+    def all_rooms(self):
+        return self.rooms + ["fresh%d" % (i + 1) for i in range(self.fresh_n)]
 
     def pick_instance(self, rng):
         up = [i for i in self.instances if i.up]
@@ -254,7 +295,14 @@ class Chaos:
         self.log.margin = opts.race_margin
         self.world = World(opts, self.log)
         self.scratch = tempfile.mkdtemp(prefix="roomcast-chaos-%d-" % opts.seed)
-        self.redis = Redis(self.scratch)
+        self.cluster = None
+        self.redis = None
+        if opts.redis_cluster:
+            ports = distinct_quiet_ports(12)
+            self.cluster = RedisCluster(lambda i: ClusterNode(self.scratch, i, ports[2 * i], ports[2 * i + 1],
+                                                              NODE_TIMEOUT_MS), node_timeout_ms=NODE_TIMEOUT_MS)
+        else:
+            self.redis = Redis(self.scratch)
         self.baseline_rss = {}           # label -> KiB after warm-up
         self.problems = []               # (kind, text) for the end checks (6, 7)
         self.notes = []                  # printed, not failures
@@ -265,23 +313,37 @@ class Chaos:
     # -- setup ---------------------------------------------------------------------------------------------------
     def instance_args(self):
         o = self.opts
-        wanted = [("--redis", self.redis.url), ("--history", str(o.history)), ("--ping-interval", "2"),
-                  ("--rate", "1000"), ("--history-ttl", str(o.history_ttl)), ("--instance-ttl", str(o.instance_ttl)),
-                  ("--log-level", "info")]
+        broker = [("--redis-cluster", self.cluster.seeds()), ("--redis-probe-interval", "0.5")] if self.cluster \
+            else [("--redis", self.redis.url)]
+        wanted = broker + [("--history", str(o.history)), ("--ping-interval", "2"),
+                           ("--rate", "1000"), ("--history-ttl", str(o.history_ttl)),
+                           ("--instance-ttl", str(o.instance_ttl)), ("--log-level", "info")]
         args = []
         for flag, value in wanted:
             args += [flag, value]
         return args
 
     def setup(self):
-        for attempt in range(3):
+        if self.cluster:
+            for node in self.cluster.nodes:
+                node.start(port=node.port)
             try:
-                self.redis.start(port=quiet_port())
-                break
-            except HarnessError:
-                self.redis.cleanup()
-                if attempt == 2:
-                    raise
+                out = self.cluster.create()
+                with open(os.path.join(self.scratch, "cluster-create.log"), "w") as f:
+                    f.write(out)
+                self.cluster.wait_healthy(30.0)
+            except RuntimeError as e:
+                raise HarnessError(str(e)) from None
+            say("redis cluster: %s" % self.describe_cluster())
+        else:
+            for attempt in range(3):
+                try:
+                    self.redis.start(port=quiet_port())
+                    break
+                except HarnessError:
+                    self.redis.cleanup()
+                    if attempt == 2:
+                        raise
         args = self.instance_args()
         for i in range(self.opts.instances):
             for attempt in range(3):
@@ -305,12 +367,52 @@ class Chaos:
             if time.monotonic() > deadline:
                 raise HarnessError("instances not all healthy (200, redis up) within 10 s of their start")
             time.sleep(0.1)
-        self.start_keys = set(self.redis.command("KEYS", "*") or [])
+        self.start_keys = set(self.all_keys())
 
     def cleanup(self):
         for inst in self.world.instances:
             inst.cleanup()
-        self.redis.cleanup()
+        if self.cluster:
+            self.cluster.cleanup()
+        else:
+            self.redis.cleanup()
+
+    # -- Redis, one server or a cluster ---------------------------------------------------------------------------
+    def all_keys(self):
+        """Every key (blocking). Cluster: each master's keys of the slots it owns now; keys a master holds for a
+        slot it does not own are a problem (a migration left them behind)."""
+        if not self.cluster:
+            return self.redis.command("KEYS", "*") or []
+        found, stray = self.cluster.keys_by_owner()
+        for text in stray:
+            self.problems.append(("redis_key_stray", text))
+        return sorted(found)
+
+    def key_command(self, key, *args):
+        """A command about one key, sent to the node that owns the key's slot now (blocking)."""
+        if not self.cluster:
+            return self.redis.command(*args)
+        node = self.cluster.owner_of_key(key)
+        if node is None:
+            raise HarnessError("no live master owns the slot of %s" % key)
+        return node.command(*args)
+
+    def redis_nodes(self):
+        return self.cluster.nodes if self.cluster else [self.redis]
+
+    def masters(self):
+        """Blocking: the nodes that serve clients now."""
+        return self.cluster.masters_now() if self.cluster else [self.redis]
+
+    def describe_cluster(self):
+        topo = self.cluster.topology()
+        out = []
+        for m in sorted((i for i in topo if i.is_master), key=lambda i: i.slots[:1]):
+            reps = [str(i.port) for i in topo if i.master_id == m.id]
+            rooms = [r for r in self.world.all_rooms() if m.owns(room_slot(r))]
+            out.append("%d (%s; replica %s; %s)" % (m.port, ",".join("%d-%d" % ab for ab in m.slots),
+                                                    ",".join(reps) or "-", ",".join(rooms) or "no room"))
+        return "; ".join(out)
 
     # -- main ----------------------------------------------------------------------------------------------------
     async def run(self):
@@ -361,10 +463,12 @@ class Chaos:
                 if inst.up and inst.label not in self.baseline_rss \
                         and t >= max(inst.started_t, self.log.t0) + WARMUP:
                     self.baseline_rss[inst.label] = inst.rss_kib()
-            if self.redis.expected_up and not self.redis.frozen and self.redis.proc.poll() is not None:
-                self.problems.append(("process_died", "redis-server exited with %s at t=%.3f:\n%s"
-                                      % (self.redis.proc.returncode, t - self.log.t0, self.redis.log_tail())))
-                await asyncio.to_thread(self.redis.start)
+            for node in self.redis_nodes():
+                if node.expected_up and not node.frozen and node.proc.poll() is not None:
+                    self.problems.append(("process_died", "%s (port %d) exited with %s at t=%.3f:\n%s"
+                                          % (node.name, node.port, node.proc.returncode, t - self.log.t0,
+                                             node.log_tail())))
+                    await asyncio.to_thread(node.start, node.port)
             await asyncio.sleep(0.25)
 
     # -- faults --------------------------------------------------------------------------------------------------
@@ -456,7 +560,9 @@ class Chaos:
         return "SIGSTOP %.1fs" % secs
 
     async def fault_kill_pubsub(self):
-        n = await asyncio.to_thread(self.redis.command, "CLIENT", "KILL", "TYPE", "pubsub")
+        n = 0
+        for node in await asyncio.to_thread(self.masters):
+            n += await asyncio.to_thread(node.command, "CLIENT", "KILL", "TYPE", "pubsub")
         self.nudge_joins(4)
         self.nudge(("burst", 2), 3)
         await asyncio.sleep(0.5)
@@ -466,7 +572,9 @@ class Chaos:
         inst = self.rng.choice(self.world.instances)   # (every instance is up between faults)
         self.last_target = inst.label
         for _ in range(20):   # it may be reconnecting after an earlier fault
-            ids = await asyncio.to_thread(sub_connection_ids, self.redis, inst.proc.pid)
+            ids = []          # [(node, client id)]: cluster: its sharded subscription connections to every master
+            for node in await asyncio.to_thread(self.masters):
+                ids += [(node, i) for i in await asyncio.to_thread(sub_connection_ids, node, inst.proc.pid)]
             if ids:
                 break
             await asyncio.sleep(0.2)
@@ -474,15 +582,18 @@ class Chaos:
             self.notes.append("t=%.1f: no subscription connection of %s in CLIENT LIST; kill_one_sub later"
                               % (now() - self.log.t0, inst.label))
             return None
-        for cid in ids:
-            await asyncio.to_thread(self.redis.command, "CLIENT", "KILL", "ID", cid)
+        for node, cid in ids:
+            with contextlib.suppress(RuntimeError):   # (gone already: it was being replaced)
+                await asyncio.to_thread(node.command, "CLIENT", "KILL", "ID", cid)
         self.nudge_joins(4, inst)
         self.nudge(("burst", 2), 3, inst)
         await asyncio.sleep(0.5)
-        return "%s (client id %s)" % (inst.label, ",".join(ids))
+        return "%s (client id %s)" % (inst.label, ",".join(
+            ("%s@%d" % (cid, node.port)) if self.cluster else cid for node, cid in ids))
 
     async def fault_pause_write(self):
-        await asyncio.to_thread(self.redis.command, "CLIENT", "PAUSE", "2000", "WRITE")
+        for node in await asyncio.to_thread(self.masters):
+            await asyncio.to_thread(node.command, "CLIENT", "PAUSE", "2000", "WRITE")
         fresh = []
         for _ in range(2):
             self.world.fresh_n += 1
@@ -506,6 +617,227 @@ class Chaos:
         await asyncio.sleep(down)
         await asyncio.to_thread(inst.start)
         return "%s SIGKILLed, %s up after %.1fs" % (label, inst.label, down)
+
+    # -- Redis Cluster faults ------------------------------------------------------------------------------------
+    def rooms_of(self, info):
+        """Rooms (the chaos rooms and the fresh ones so far) whose slot the master `info` (NodeInfo) owns."""
+        return {r for r in self.world.all_rooms() if info.owns(room_slot(r))}
+
+    async def pick_master(self, need_synced_replica):
+        """(master NodeInfo, its synced replicas [NodeInfo], topology): the master of a seeded random room, else of
+        the next room whose master qualifies; None if none does (e.g. a replica still syncing)."""
+        topo = await asyncio.to_thread(self.cluster.topology)
+        rooms = list(self.world.rooms)
+        start = self.rng.randrange(len(rooms))
+        for room in rooms[start:] + rooms[:start]:
+            slot = room_slot(room)
+            m = next((i for i in topo if i.is_master and not i.failed and i.owns(slot)), None)
+            if m is None:
+                continue
+            reps = [i for i in topo if i.master_id == m.id and not i.failed]
+            synced = [r for r in reps if await asyncio.to_thread(self.cluster.replica_synced,
+                                                                 self.cluster.by_port(r.port))]
+            if synced or not need_synced_replica:
+                return m, synced, topo
+        return None
+
+    async def wait_until(self, probe, timeout, what):
+        deadline = now() + timeout
+        while now() < deadline:
+            try:
+                if await asyncio.to_thread(probe):
+                    return now()
+            except (OSError, EOFError, RuntimeError):
+                pass
+            await asyncio.sleep(0.1)
+        raise HarnessError("%s: not within %.0fs" % (what, timeout))
+
+    def owner_port(self, slot):
+        node = self.cluster.owner_of_slot(slot)
+        return node.port if node is not None else None
+
+    async def instances_healthy(self, timeout, why):
+        """When every live instance's /healthz says 200 again (the slot maps point at owners that answer). An
+        instance still 503 after `timeout` is a problem: section 7 allows 503 only while a slot has no owner."""
+        deadline = now() + timeout
+        while True:
+            bad = []
+            for inst in self.world.instances:
+                if not inst.up:
+                    continue
+                try:
+                    r = await asyncio.to_thread(http_request_sync, inst.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                                b"Connection: close\r\n\r\n", timeout=2.0)
+                    if r.status != 200:
+                        bad.append("%s %d %s" % (inst.label, r.status, r.body[:200]))
+                except (OSError, EOFError, ValueError) as e:
+                    bad.append("%s %r" % (inst.label, e))
+            if not bad:
+                return now()
+            if now() > deadline:
+                self.problems.append(("healthz_stuck", "t=%.1f: %.0fs after %s, /healthz still not 200 (the cluster"
+                                      " serves every slot): %s" % (now() - self.log.t0, timeout, why,
+                                                                   "; ".join(bad))))
+                return now()
+            await asyncio.sleep(0.1)
+
+    def room_outage(self, rooms, start, end, why):
+        """Every instance is cut off from these rooms' broker subscriptions from start to end."""
+        for inst in self.world.instances:
+            if inst.label is not None:
+                self.log.outages.append((inst.label, start, end, why, sorted(rooms)))
+
+    async def fault_failover(self):
+        """kill -9 the master of a room (one whose replica is synced); its replica is promoted after
+        cluster-node-timeout; later the dead node is started again and rejoins as a replica of the new master."""
+        picked = await self.pick_master(need_synced_replica=True)
+        if picked is None:
+            self.notes.append("t=%.1f: no master with a synced replica; failover later" % (now() - self.log.t0))
+            return None
+        m, _, _ = picked
+        node = self.cluster.by_port(m.port)
+        rooms = self.rooms_of(m)
+        first_slot = m.slots[0][0]
+        node.expected_up = False
+        t_kill = now()
+        node.proc.kill()
+        await asyncio.to_thread(node.proc.wait)
+        # Writes the old master acked shortly before its death may not have reached the replica (asynchronous
+        # replication): Redis itself loses them, and the oracle allows exactly that (oracle.py, loss windows).
+        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill, "failover: %d killed" % m.port))
+        self.nudge_joins(4)
+        self.nudge(("burst", 2), 4)
+        t_promoted = await self.wait_until(lambda: self.owner_port(first_slot) not in (None, m.port), 20.0,
+                                           "failover of %d: replica promoted" % m.port)
+        self.nudge(("burst", 2), 3)
+        t_ok = await self.instances_healthy(15.0, "the failover of %d" % m.port)
+        self.room_outage(rooms, t_kill, t_ok + RECOVERY_SLACK, "failover")
+        down = self.rng.uniform(0.5, 2.0)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(node.start, node.port)
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after the failover of %d: %s" % (m.port, e)) from None
+        return "%d (master of %s) SIGKILLed; replica %d promoted after %.1fs, instances healthy after %.1fs; " \
+               "restarted %.1fs later, a synced replica again" % (
+                   m.port, ",".join(sorted(rooms)) or "no room", self.owner_port(first_slot), t_promoted - t_kill,
+                   t_ok - t_kill, down)
+
+    async def fault_master_restart(self):
+        """kill -9 the master of a room and start it again 0.2-1 s later, within cluster-node-timeout: usually it
+        comes back as the master with its append-only file (nothing lost), the instances reconnect to it; if its
+        replica was promoted meanwhile, it rejoins as a replica (then as a failover)."""
+        picked = await self.pick_master(need_synced_replica=True)
+        if picked is None:
+            self.notes.append("t=%.1f: no master with a synced replica; master_restart later" % (now() - self.log.t0))
+            return None
+        m, _, _ = picked
+        node = self.cluster.by_port(m.port)
+        rooms = self.rooms_of(m)
+        first_slot = m.slots[0][0]
+        node.expected_up = False
+        t_kill = now()
+        node.proc.kill()
+        await asyncio.to_thread(node.proc.wait)
+        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill,
+                                      "master_restart: %d killed" % m.port))
+        self.nudge_joins(4)
+        self.nudge(("burst", 2), 4)
+        down = self.rng.uniform(0.2, 1.0)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(node.start, node.port)
+        t_up = now()
+
+        def served():     # the slots' owner (the node again, or its promoted replica) answers with cluster_state:ok
+            owner = self.cluster.owner_of_slot(first_slot)
+            return owner is not None and "cluster_state:ok" in owner.command("CLUSTER", "INFO", timeout=2.0)
+        await self.wait_until(served, 30.0, "master_restart of %d: its slots served again" % m.port)
+        t_ok = await self.instances_healthy(15.0, "the restart of master %d" % m.port)
+        self.room_outage(rooms, t_kill, t_ok + RECOVERY_SLACK, "master_restart")
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after the restart of master %d: %s" % (m.port, e)) from None
+        owner = self.owner_port(first_slot)
+        return "%d (master of %s) SIGKILLed, started again after %.1fs; %s; instances healthy after %.1fs" % (
+            m.port, ",".join(sorted(rooms)) or "no room", t_up - t_kill,
+            "still the master" if owner == m.port else "its replica %s had been promoted" % owner, t_ok - t_kill)
+
+    async def fault_failover_manual(self):
+        """CLUSTER FAILOVER on a synced replica: the master stops writes, the replica catches up and takes over."""
+        picked = await self.pick_master(need_synced_replica=True)
+        if picked is None:
+            self.notes.append("t=%.1f: no master with a synced replica; failover_manual later" % (now() - self.log.t0))
+            return None
+        m, synced, _ = picked
+        rep = self.cluster.by_port(self.rng.choice(sorted(r.port for r in synced)))
+        rooms = self.rooms_of(m)
+        first_slot = m.slots[0][0]
+        t0 = now()
+        await asyncio.to_thread(rep.command, "CLUSTER", "FAILOVER")
+        self.nudge_joins(4)
+        self.nudge(("burst", 2), 4)
+        t_promoted = await self.wait_until(lambda: self.owner_port(first_slot) == rep.port, 15.0,
+                                           "CLUSTER FAILOVER on %d" % rep.port)
+        t_ok = await self.instances_healthy(15.0, "CLUSTER FAILOVER on %d" % rep.port)
+        self.room_outage(rooms, t0, t_ok + RECOVERY_SLACK, "failover_manual")
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after CLUSTER FAILOVER on %d: %s" % (rep.port, e)) from None
+        return "CLUSTER FAILOVER on %d (replica of %d, master of %s): master after %.1fs, instances healthy after" \
+               " %.1fs" % (rep.port, m.port, ",".join(sorted(rooms)) or "no room", t_promoted - t0, t_ok - t0)
+
+    async def fault_migrate(self):
+        """Move the slot of a room to another master while traffic runs, as redis-cli --cluster reshard does:
+        SETSLOT IMPORTING on the destination, MIGRATING on the source, MIGRATE the slot's keys (in batches, all
+        keys of a batch in one call), SETSLOT NODE on the destination, the source, then the other masters."""
+        room = self.rng.choice(self.world.rooms)
+        slot = room_slot(room)
+        topo = await asyncio.to_thread(self.cluster.topology)
+        masters = [i for i in topo if i.is_master and not i.failed and i.slots]
+        src = next((i for i in masters if i.owns(slot)), None)
+        if src is None:
+            return None
+        others = [i for i in masters if i.id != src.id]
+        # The destination: the master of another room (seeded), else any other master.
+        cands = [r for r in self.world.rooms if any(o.owns(room_slot(r)) for o in others)]
+        if cands:
+            r2 = self.rng.choice(cands)
+            dst = next(o for o in others if o.owns(room_slot(r2)))
+        else:
+            dst = others[self.rng.randrange(len(others))]
+        src_n, dst_n = self.cluster.by_port(src.port), self.cluster.by_port(dst.port)
+        rooms = {r for r in self.world.all_rooms() if room_slot(r) == slot}
+        t0 = now()
+        await asyncio.to_thread(dst_n.command, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
+        await asyncio.to_thread(src_n.command, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id)
+        self.nudge_joins(4)
+        self.nudge(("burst", 2), 4)
+        await asyncio.sleep(self.rng.uniform(0.1, 0.8))     # traffic on a migrating slot, keys still at the source
+        moved = 0
+        while True:
+            keys = await asyncio.to_thread(src_n.command, "CLUSTER", "GETKEYSINSLOT", slot, 1000) or []
+            if not keys:
+                break
+            r = await asyncio.to_thread(src_n.command, "MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
+            if r not in ("OK", "NOKEY"):
+                raise HarnessError("MIGRATE of slot %d: %r" % (slot, r))
+            moved += len(keys)
+        self.nudge(("burst", 2), 3)
+        await asyncio.sleep(self.rng.uniform(0.0, 0.5))     # keys at the destination, slot still migrating (ASK)
+        await asyncio.to_thread(dst_n.command, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+        await asyncio.to_thread(src_n.command, "CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+        for o in others:
+            if o.id != dst.id:
+                await asyncio.to_thread(self.cluster.by_port(o.port).command, "CLUSTER", "SETSLOT", slot, "NODE",
+                                        dst.id)
+        t_set = now()
+        t_ok = await self.instances_healthy(15.0, "the migration of slot %d" % slot)
+        self.room_outage(rooms, t0, t_ok + RECOVERY_SLACK, "migrate")
+        return "slot %d (%s) from %d to %d: %d keys, SETSLOT NODE after %.1fs" % (
+            slot, ",".join(sorted(rooms)), src.port, dst.port, moved, t_set - t0)
 
     # -- the end -------------------------------------------------------------------------------------------------
     async def finish_clients(self):
@@ -540,14 +872,18 @@ class Chaos:
             self.notes.append("some connections were not closed within 10 s of the close handshake")
 
     async def end_checks(self):
-        redis = self.redis
-        # Streams, read before their TTL runs out.
+        kc = self.key_command
+        # Streams, read before their TTL runs out (cluster: each from the master that owns its slot now).
         self.log.stream_read_t = now()
         streams = {}
-        for key in await asyncio.to_thread(redis.command, "KEYS", "room:*:log") or []:
-            room = key[len("room:"):-len(":log")]
+        log_key = re.compile(r"^room:\{(.+)\}:log$" if self.cluster else r"^room:(.+):log$")
+        for key in await asyncio.to_thread(self.all_keys):
+            m = log_key.match(key)
+            if not m:
+                continue
+            room = m.group(1)
             entries = []
-            for entry in await asyncio.to_thread(redis.command, "XRANGE", key, "-", "+") or []:
+            for entry in await asyncio.to_thread(kc, key, "XRANGE", key, "-", "+") or []:
                 id_, fields = entry[0], entry[1]
                 body, _ = parse_stream_entry(dict(zip(fields[::2], fields[1::2])), id_)
                 entries.append((id_, body))
@@ -569,19 +905,23 @@ class Chaos:
         # chat records (docs/protocol.md, Redis details); the instance set may name live instances only.
         live = {i.label for i in self.world.instances if i.alive()}
         allowed = set()
+        meta = "roomcast:{roomcast}:" if self.cluster else "roomcast:"
+        registry_key = meta + "instances"
+        # Chat records: one list per instance (one Redis), one per room and instance in the room's slot (cluster).
+        records = re.compile(r"^room:\{.+\}:chats:.+$" if self.cluster else r"^roomcast:chats:.+$")
         for label in live:
-            allowed |= {"roomcast:instance:%s" % label, "roomcast:instance:%s:rooms" % label, "roomcast:chats:%s" % label}
+            allowed |= {meta + "instance:%s" % label, meta + "instance:%s:rooms" % label, "roomcast:chats:%s" % label}
         while True:
-            keys = set(await asyncio.to_thread(redis.command, "KEYS", "*") or [])
-            registry = set(await asyncio.to_thread(redis.command, "ZRANGE", "roomcast:instances", "0", "-1") or [])
-            left = sorted(k for k in keys if k not in allowed and not (k == "roomcast:instances" and registry <= live))
+            keys = set(await asyncio.to_thread(self.all_keys))
+            registry = set(await asyncio.to_thread(kc, registry_key, "ZRANGE", registry_key, "0", "-1") or [])
+            left = sorted(k for k in keys if k not in allowed and not (k == registry_key and registry <= live))
             # Chat records of instances that died stay (bounded, 8192 entries) until their TTL of a day: a
             # cut-off instance needs them to answer its chats in doubt truthfully when it comes back, and
             # nobody can tell a dead instance from a cut-off one. They must carry that TTL, nothing longer.
             kept = []
             for k in left:
-                if k.startswith("roomcast:chats:"):
-                    ttl = await asyncio.to_thread(redis.command, "PTTL", k)
+                if records.match(k):
+                    ttl = await asyncio.to_thread(kc, k, "PTTL", k)
                     if isinstance(ttl, int) and 0 < ttl <= 86400000:
                         continue
                 kept.append(k)
@@ -593,11 +933,11 @@ class Chaos:
         if left:
             detail = []
             for k in left[:12]:
-                typ = await asyncio.to_thread(redis.command, "TYPE", k)
-                ttl = await asyncio.to_thread(redis.command, "PTTL", k)
+                typ = await asyncio.to_thread(kc, k, "TYPE", k)
+                ttl = await asyncio.to_thread(kc, k, "PTTL", k)
                 extra = ""
                 if typ == "hash":
-                    h = await asyncio.to_thread(redis.command, "HGETALL", k) or []
+                    h = await asyncio.to_thread(kc, k, "HGETALL", k) or []
                     extra = " fields %s" % ", ".join("%s@%s" % (h[i], h[i + 1].split("\n", 1)[0])
                                                      for i in range(0, len(h), 2))
                 detail.append("%s (%s, pttl %s%s)" % (k, typ, ttl, extra))
@@ -665,7 +1005,10 @@ class Chaos:
 
 
 def replay_command(o):
-    extra = "" if list(o.faults) == list(FAULTS) else " --faults %s" % (",".join(o.faults) or "none")
+    default = CLUSTER_FAULTS if o.redis_cluster else FAULTS
+    extra = "" if list(o.faults) == list(default) else " --faults %s" % (",".join(o.faults) or "none")
+    if o.redis_cluster:
+        extra = " --redis-cluster" + extra
     return ("ROOMCAST_BIN=%s /usr/bin/python3 tests/chaos/chaos.py --seed %d --duration %d --clients %d --rooms %d"
             " --instances %d%s" % (server_binary(), o.seed, o.duration, o.clients, o.rooms, o.instances, extra))
 
@@ -683,14 +1026,22 @@ def main(argv=None):
     p.add_argument("--instance-ttl", type=int, default=3, help="--instance-ttl of the instances (seconds)")
     p.add_argument("--race-margin", type=float, default=0.25,
                    help="seconds a session must outlive a chat's ack to owe it (oracle.py explains)")
-    p.add_argument("--faults", default=",".join(FAULTS),
-                   help="comma-separated fault kinds to inject (default: all: %s; 'none': no fault)" % ",".join(FAULTS))
+    p.add_argument("--faults", default=None,
+                   help="comma-separated fault kinds to inject (default: all: %s; with --redis-cluster: %s; 'none':"
+                        " no fault)" % (",".join(FAULTS), ",".join(CLUSTER_FAULTS)))
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="a Redis Cluster of 6 nodes (3 masters, 1 replica each) instead of one redis-server; faults"
+                        " then include failover, migrate and failover_manual")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (logs) even on success")
     o = p.parse_args(argv)
+    known = CLUSTER_FAULTS if o.redis_cluster else FAULTS
+    if o.faults is None:
+        o.faults = ",".join(known)
     o.faults = [] if o.faults == "none" else [f for f in o.faults.split(",") if f]
     for f in o.faults:
-        if f not in FAULTS:
-            p.error("unknown fault %r (known: %s)" % (f, ", ".join(FAULTS)))
+        if f not in known:
+            p.error("unknown fault %r (known%s: %s)" % (f, " with --redis-cluster" if o.redis_cluster else "",
+                                                         ", ".join(known)))
     if o.seed is None:
         o.seed = random.SystemRandom().randrange(1, 1000000)
     if o.instances < 2:

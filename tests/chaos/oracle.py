@@ -106,7 +106,10 @@ class RunLog:
         self.history_ttl = 20.0         # --history-ttl (seconds)
         self.margin = 0.25              # see module doc
         self.resources = []             # [(kind, text)] from the end checks (RSS, key count, exits)
-        self.outages = []               # [(instance label, start_t, end_t, why)]: instance cut off from Redis
+        self.outages = []               # [(instance label, start_t, end_t, why[, rooms])]: instance cut off from
+        #                                 Redis (Redis Cluster: with `rooms`, from those rooms' slot only)
+        self.loss_windows = []          # [(rooms, lo_t, kill_t, why)]: a master killed at kill_t (Redis Cluster
+        #                                 failover); what it acked from lo_t on may be missing from its replica
         self.wall0 = 0.0                # time.time() at t0 (to find a moment in the instance logs)
         self.connections = []           # [(client, no, instance, opened_t, closing_t, closed_t, close code, why)]
         self.presence = []              # [(client, conn no, room, event, user id, t)]
@@ -119,7 +122,8 @@ def dump(log, path):
     data = {
         "wall0": log.wall0,
         "faults": [[k, r(a), r(b), d] for k, a, b, d in log.faults],
-        "outages": [[lab, r(a), None if b == float("inf") else r(b), why] for lab, a, b, why in log.outages],
+        "outages": [[o[0], r(o[1]), None if o[2] == float("inf") else r(o[2])] + list(o[3:]) for o in log.outages],
+        "loss_windows": [[rooms, r(a), r(b), why] for rooms, a, b, why in log.loss_windows],
         "sessions": [{"sid": s.sid, "instance": s.instance, "since": s.since, "join_sent": r(s.join_sent_t),
                       "joined": r(s.joined_t), "truncated": s.truncated, "history": s.history,
                       "live": [[i, r(t)] for i, t in s.live], "end": r(s.end_t), "end_reason": s.end_reason,
@@ -194,6 +198,7 @@ class Oracle:
         self.excused = 0               # obligations excused by the margin (missing, but within it)
         self.excused_outage = 0        # obligations excused because the session ended while cut off
         self.excused_gaps = []         # for those excused by the margin: seconds from existence to session end
+        self.excused_redis_loss = 0    # obligations excused because Redis itself lost the chat (a failover)
 
     def flag(self, kind, room, text):
         self.violations.append(Violation(kind, room, text))
@@ -277,6 +282,38 @@ class Oracle:
             self.sessions_by_room.setdefault(s.room, []).append(s)
             self.session_ids[s.sid] = set(s.ids())
         self._expiry_windows()
+        self._redis_losses()
+
+    def _redis_losses(self):
+        """Ids Redis itself may have lost: not in the room's final stream (and not trimmed or expired from it), first
+        known (ack or receipt) within a loss window (a master killed shortly after, asynchronous replication), and
+        sent before that kill. Only these are excused from delivery, gap, recovery and storage checks; an id the
+        new owner holds is owed as any other."""
+        self.redis_lost = {}           # (room, id) -> why
+        streams = self.log.streams
+        if streams is None or not self.log.loss_windows:
+            return
+        stored = {room: {i for i, _ in entries} for room, entries in streams.items()}
+        oldest = {room: min(id_key(i) for i in ids) for room, ids in stored.items() if ids}
+        for (room, id_), t in self.exist_t.items():
+            entries = streams.get(room) or []
+            if id_ in stored.get(room, ()) or t is None:
+                continue
+            if len(entries) >= self.log.history_len and id_key(id_) < oldest[room]:
+                continue              # trimmed by --history, not lost
+            sent = self._sent_t(room, id_)
+            if self.may_have_expired(room, self._lo(room, id_), self.log.stream_read_t or float("inf")):
+                continue              # the stream may have expired (--history-ttl): not a loss either way
+            for rooms, lo, kill, why in self.log.loss_windows:
+                if room in rooms and lo <= t and (sent if sent is not None else t) <= kill:
+                    self.redis_lost[(room, id_)] = why
+                    break
+
+    def lost_by_redis(self, room, id_):
+        if (room, id_) in self.redis_lost:
+            self.excused_redis_loss += 1
+            return True
+        return False
 
     def _sent_t(self, room, id_):
         c = self.chat_by_body.get(self.id_body.get((room, id_)))
@@ -415,6 +452,8 @@ class Oracle:
                     if not present and s.end_t is not None and self.cut_off(s, exist):
                         self.excused_outage += 1
                         continue
+                    if not present and self.lost_by_redis(c.room, id_):
+                        continue
                     checked += 1
                     if not present:
                         self.flag("lost", c.room, "%s (%s, sent %s, %s %s, %s) missing from %s"
@@ -427,7 +466,10 @@ class Oracle:
         says the broker was down), and the chat may have been published in that same cut: the instance could only
         have delivered it after reconnecting (back-fill), when s was gone."""
         m = self.log.margin
-        for label, a, b, _ in self.log.outages:
+        for o in self.log.outages:
+            label, a, b = o[0], o[1], o[2]
+            if len(o) > 4 and o[4] is not None and s.room not in o[4]:
+                continue              # a cluster slot's outage: other rooms were not cut off
             if label == s.instance and a - m <= exist and s.end_t <= b + m and s.end_t >= a - m:
                 return True
         return False
@@ -440,7 +482,8 @@ class Oracle:
                 continue
             have = set(s.ids())
             lo, hi = min(keys), max(keys)
-            missing = [i for i in self._known_between(s.room, lo, hi) if i not in have]
+            missing = [i for i in self._known_between(s.room, lo, hi)
+                       if i not in have and not self.lost_by_redis(s.room, i)]
             if missing:
                 self.flag("gap", s.room, "%s: %d known ids missing between its first and last (%s .. %s): %s"
                           % (self.where(s), len(missing), _fmt(lo), _fmt(hi), _few(missing)))
@@ -467,6 +510,7 @@ class Oracle:
                     missing = [i for i in self._known_between(s.room, sk, first) if i not in have]
                 else:
                     missing = [i for i in self._known_between(s.room, sk, None) if self._existed_before(s, i)]
+                missing = [i for i in missing if not self.lost_by_redis(s.room, i)]
                 if not missing:
                     continue
                 # Messages after `since` that are gone must be announced with `truncated` (section 4), expired
@@ -483,7 +527,8 @@ class Oracle:
                 cand = self._known_between(s.room, None, first) if first is not None \
                     else self._known_between(s.room, None, None)
                 missing = [i for i in cand if i not in have and self._existed_before(s, i)
-                           and not self.may_have_expired(s.room, self._lo(s.room, i), s.joined_t)]
+                           and not self.may_have_expired(s.room, self._lo(s.room, i), s.joined_t)
+                           and not self.lost_by_redis(s.room, i)]
                 if missing:
                     self.flag("history_gap", s.room, "%s: joined.history has %d messages (< --history %d) but"
                               " misses %d older retained ones: %s" % (self.where(s), len(s.history), n,
@@ -509,6 +554,9 @@ class Oracle:
                 stored[body] = (room, id_)
         for c in self.log.chats:
             if c.outcome == "refused":
+                if c.body in seen and all(self.lost_by_redis(c.room, e.id) for e in seen[c.body]) \
+                        and c.body not in stored:
+                    continue      # published, then lost by Redis with its record: the doubt was answered truly
                 if c.body in seen:
                     e = seen[c.body][0]
                     self.flag("refused_delivered", c.room, "%s answered %s (%s, sent %s, %s) yet delivered as %s to %d"
@@ -537,11 +585,15 @@ class Oracle:
                 continue
             entries = streams.get(c.room)
             if not entries:
+                if self.lost_by_redis(c.room, c.ack_id):
+                    continue
                 self.flag("acked_not_stored", c.room, "%s acked as %s (%s) but the room has no stream"
                           % (c.ref, c.ack_id, self.rel(c.answer_t)))
                 continue
             if c.ack_id not in stored_ids[c.room] and (len(entries) < self.log.history_len
                                                        or id_key(c.ack_id) > oldest[c.room]):
+                if self.lost_by_redis(c.room, c.ack_id):
+                    continue
                 self.flag("acked_not_stored", c.room, "%s acked as %s (%s, %s) is not in the stream"
                           % (c.ref, c.ack_id, self.rel(c.answer_t), self.fault_at(c.sent_t)))
 
@@ -570,6 +622,10 @@ class Oracle:
             st["obligations excused by the margin"] = "%d (session ended %.3f-%.3f s after the chat existed)" % (
                 self.excused, min(gaps), max(gaps))
         st["obligations excused by an outage"] = self.excused_outage
+        if self.log.loss_windows:
+            st["ids Redis lost (failover)"] = "%d (%s)" % (len(self.redis_lost), _few(sorted(
+                "%s:%s" % k for k in self.redis_lost), 4) or "none")
+            st["obligations excused by Redis's loss"] = self.excused_redis_loss
         kinds = {}
         for f in log.faults:
             kinds[f[0]] = kinds.get(f[0], 0) + 1

@@ -266,6 +266,46 @@ async function sendByEnter(page, text) {
   await page.waitForFunction(() => document.querySelector('[data-testid="composer"]').value === '');
 }
 
+// The instance a server names itself by (--instance-id; host:pid by default), from its /healthz.
+async function instanceOf(proc) {
+  const r = await httpGetJson(proc.port, '/healthz');
+  assert.ok(r.json && typeof r.json.instance === 'string' && r.json.instance, `/healthz names no instance: ${r.body}`);
+  assert.equal(r.json.instance, `${os.hostname()}:${proc.child.pid}`, 'the default --instance-id is host:pid');
+  return r.json.instance;
+}
+
+// Waits until the connection indicator's tooltip (title) is exactly `title`.
+async function waitTooltip(page, title) {
+  try {
+    await page.waitForFunction((t) => document.querySelector('[data-testid="conn-status"]').title === t, title);
+  } catch (err) {
+    const got = await page.getAttribute('[data-testid="conn-status"]', 'title');
+    throw new Error(`the connection tooltip is ${JSON.stringify(got)}, expected ${JSON.stringify(title)}`);
+  }
+}
+
+// Whether the message box's placeholder is shown whole: the box's text, set to the placeholder, must
+// fit in it without scrolling either way, and the box must lie within the viewport.
+function placeholderFit(page) {
+  return page.evaluate(async () => {
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));  // let resize handlers run
+    const box = document.querySelector('[data-testid="composer"]');
+    const rect = box.getBoundingClientRect();
+    const saved = box.value;
+    box.value = box.placeholder;
+    const m = {
+      placeholder: box.placeholder,
+      scrollWidth: box.scrollWidth, clientWidth: box.clientWidth,
+      scrollHeight: box.scrollHeight, clientHeight: box.clientHeight,
+      left: rect.left, right: rect.right, viewport: window.innerWidth,
+    };
+    box.value = saved;
+    m.fits = m.placeholder.trim() !== '' && m.scrollWidth <= m.clientWidth && m.scrollHeight <= m.clientHeight
+      && m.left >= 0 && m.right <= m.viewport;
+    return m;
+  });
+}
+
 function assertNoDuplicates(list, who) {
   const ids = list.map((m) => m.id);
   assert.equal(new Set(ids).size, ids.length, `${who} shows a chat id twice: ${JSON.stringify(list)}`);
@@ -398,6 +438,16 @@ step('page B opens the share link on the other instance', async () => {
   }
 });
 
+step('the connection indicator\'s tooltip names the server instance', async () => {
+  // Each page is connected to its own instance (one and the same in standalone mode).
+  env.instance1 = await instanceOf(env.s1);
+  env.instance2 = await instanceOf(env.s2);
+  if (!STANDALONE) assert.notEqual(env.instance1, env.instance2);
+  await waitTooltip(env.a.page, `Connected to server instance ${env.instance1}`);
+  await waitTooltip(env.b.page, `Connected to server instance ${env.instance2}`);
+  assert.equal(await env.b.page.getAttribute('[data-testid="conn-status"]', 'data-instance'), env.instance2);
+});
+
 step('messages go both ways', async () => {
   const room = env.room;
   const a = env.a.page;
@@ -489,6 +539,12 @@ step('page B reconnects after its instance restarts, without gaps or duplicates'
   const seenA = await messages(a, room);
   assertNoDuplicates(seenB, 'page B');
   assertNoDuplicates(seenA, 'page A');
+
+  // B's tooltip now names the restarted process (a new pid, so a new default instance id).
+  const restarted = await instanceOf(env.s2);
+  assert.notEqual(restarted, env.instance2, 'a restarted instance has a new pid');
+  env.instance2 = restarted;
+  await waitTooltip(b, `Connected to server instance ${restarted}`);
   for (const text of ['hello from Bob', 'hello from Alice ✓', 'sent after the restart', 'Bob is back']) {
     assert.equal(seenB.filter((x) => x.text === text).length, 1, `page B shows "${text}" once: ${JSON.stringify(seenB)}`);
   }
@@ -497,6 +553,73 @@ step('page B reconnects after its instance restarts, without gaps or duplicates'
   }
   assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
 });
+
+step('on a phone the message box shows its placeholder whole', async () => {
+  const { page } = env.b;
+  await page.waitForSelector('[data-testid="room-view"]:not([hidden])');
+  const desktop = await placeholderFit(page);
+  assert.ok(desktop.fits, `desktop: ${JSON.stringify(desktop)}`);
+  try {
+    for (const viewport of [{ width: 360, height: 640 }, { width: 320, height: 568 }]) {
+      await page.setViewportSize(viewport);
+      const m = await placeholderFit(page);
+      assert.ok(m.fits, `the placeholder is cut off at ${viewport.width}x${viewport.height}: ${JSON.stringify(m)}`);
+      assert.match(m.placeholder, /message/i, 'the placeholder still says what the box is for');
+    }
+  } finally {
+    await page.setViewportSize({ width: 1100, height: 720 });
+  }
+  // Back at desktop width, the full hint (with the keys) returns.
+  const back = await placeholderFit(page);
+  assert.ok(back.fits, JSON.stringify(back));
+  assert.equal(back.placeholder, desktop.placeholder);
+  assert.match(back.placeholder, /Shift\+Enter/);
+});
+
+if (!AUTH) {
+  step('a name typed but not saved is used to create and to join a room', async () => {
+    const a = env.a.page;
+    const b = env.b.page;
+    // B types a new name, does not press Save, and creates a room.
+    await b.fill('[data-testid="name-input"]', 'Robert');
+    await b.click('[data-testid="create-room"]');
+    await b.waitForFunction((old) => {
+      const code = document.querySelector('[data-testid="room-view"]:not([hidden]) [data-testid="room-code"]');
+      return code && /^[a-z2-7]{10}$/.test(code.textContent.trim()) && code.textContent.trim() !== old;
+    }, env.room);
+    const room = (await b.textContent('[data-testid="room-code"]')).trim();
+    await b.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+    await waitConn(b, 'connected');
+    assert.equal(await b.$eval(`${sel.members(room)} li.me`, (e) => e.firstChild.textContent), 'Robert',
+      'the creator is the typed name');
+    await waitMember(b, room, 'Robert');
+    await sendByEnter(b, 'Robert here');
+    const m = await waitMessage(b, room, 'Robert here');
+    assert.deepEqual([m.sender, m.own], ['Robert', 'true']);
+    assert.equal(await b.inputValue('[data-testid="name-input"]'), 'Robert');
+
+    // A types a new name, does not press Save, and joins B's room with its code.
+    await a.fill('[data-testid="name-input"]', 'Alicia');
+    await a.fill('[data-testid="join-code"]', room);
+    await a.click('[data-testid="join-button"]');
+    await a.waitForSelector(`[data-testid="room-tab"][data-room="${room}"][data-status="joined"]`, { state: 'attached' });
+    assert.equal(await a.$eval(`${sel.members(room)} li.me`, (e) => e.firstChild.textContent), 'Alicia',
+      'the joiner is the typed name');
+    await waitMember(a, room, 'Alicia');
+    await waitMember(a, room, 'Robert');
+    await waitMember(b, room, 'Alicia');
+    await b.waitForFunction((list) => Array.from(document.querySelectorAll(`${list} [data-testid="notice"]`))
+      .some((e) => e.textContent.includes('Alicia joined')), sel.list(room));
+    await sendByEnter(a, 'Alicia here');
+    const seen = await waitMessage(b, room, 'Alicia here');
+    assert.deepEqual([seen.sender, seen.own], ['Alicia', 'false']);
+    // The name sticks: it is the one a reload starts with.
+    assert.equal(await a.evaluate(() => localStorage.getItem('roomcast.name')), 'Alicia');
+    // The earlier room was re-joined on the new connection.
+    await a.waitForSelector(`[data-testid="room-tab"][data-room="${env.room}"][data-status="joined"]`, { state: 'attached' });
+    assert.deepEqual(pageErrors, [], 'no uncaught exception in the pages');
+  });
+}
 
 if (AUTH) {
   step('the server disconnects Bob (4003): page B says so and does not reconnect', async () => {

@@ -79,8 +79,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int64_t ts = 1700000000000 + static_cast<int64_t>(size);
 
   rapidjson::Document d;
-  check_json(encode_hello(user, msg.ref), "encode_hello", &d);
+  // The instance is the operator's text (--instance-id); the fuzzed message stands in for any UTF-8.
+  check_json(encode_hello(user, message, msg.ref), "encode_hello", &d);
   FUZZ_CHECK(str(d["user"]["id"]) == user.id && str(d["user"]["name"]) == user.name, "hello user differs");
+  FUZZ_CHECK(d.HasMember("instance") && str(d["instance"]) == message, "hello instance differs");
   if (!msg.ref.empty()) {
     // The ref goes back as it came.
     FUZZ_CHECK(d.HasMember("ref"), "hello lost the ref");

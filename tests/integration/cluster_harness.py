@@ -127,8 +127,8 @@ async def metric(port, name):
 class Redis(RedisServer):
     """RedisServer that can also be killed, restarted on its port, frozen and thawed."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, extra_args=()):
+        super().__init__(extra_args=extra_args)
         self.frozen = False
 
     def start(self, port=None, timeout=STARTUP_TIMEOUT):
@@ -193,8 +193,10 @@ class Redis(RedisServer):
 class Instance(RoomcastServer):
     """roomcast in Redis mode. Ready means /healthz answers at all unless require_up (then 200 "redis":"up")."""
 
-    def __init__(self, redis_url, instance_id, port=None, args=(), require_up=True):
-        super().__init__(["--redis", redis_url, "--instance-id", instance_id] + list(args), port=port,
+    def __init__(self, redis_url, instance_id, port=None, args=(), require_up=True, broker_args=None):
+        # broker_args replaces ["--redis", redis_url] (e.g. ["--redis-cluster", seeds]).
+        broker = list(broker_args) if broker_args is not None else ["--redis", redis_url]
+        super().__init__(broker + ["--instance-id", instance_id] + list(args), port=port,
                          name="instance-%s" % instance_id)
         self.instance_id = instance_id
         self.require_up = require_up
@@ -373,7 +375,8 @@ class DelayProxy:
 
 class Peer:
     """A WebSocket client whose messages are read in the background. take() removes and returns the first buffered
-    message that matches (waiting for it); the others stay for later takes. `seen` keeps everything in order."""
+    message that matches (waiting for it); the others stay for later takes. `seen` keeps everything in order
+    (`seen_at` the time each was read)."""
 
     def __init__(self, ws, label, port):
         self.ws = ws
@@ -381,6 +384,7 @@ class Peer:
         self.port = port
         self.inbox = []
         self.seen = []
+        self.seen_at = []         # time.monotonic() at which each message of `seen` was read
         self.closed = None        # (code, reason) once the connection is closed
         self._changed = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
@@ -401,6 +405,7 @@ class Peer:
                 msg = json.loads(raw)
                 assert isinstance(msg, dict), "%s: non-object %r" % (self.label, raw[:300])
                 self.seen.append(msg)
+                self.seen_at.append(time.monotonic())
                 self.inbox.append(msg)
                 self._changed.set()
         except websockets.exceptions.ConnectionClosed as e:
@@ -623,6 +628,15 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         for c in self.children:
             await c.reap()
 
+    def dump_broker_logs(self):
+        """After a failure: the end of the broker's log (a subclass with other brokers overrides this)."""
+        sys.stderr.write("\n----- redis log -----\n%s\n----- end -----\n" % "\n".join(
+            self.redis.log().splitlines()[-30:]))
+
+    def thaw_broker(self):
+        if self.redis.frozen:
+            self.redis.thaw()
+
     def _failed_so_far(self):
         # (_outcome.success is reset while tearDown runs; the result's lists still know.)
         result = getattr(getattr(self, "_outcome", None), "result", None)
@@ -634,10 +648,8 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         if failed or died:
             for inst in self.instances:
                 sys.stderr.write("\n----- %s log (last 60 lines) -----\n%s\n" % (inst.name, inst.log_tail(60)))
-            sys.stderr.write("\n----- redis log -----\n%s\n----- end -----\n" % "\n".join(
-                self.redis.log().splitlines()[-30:]))
-        if self.redis.frozen:
-            self.redis.thaw()
+            self.dump_broker_logs()
+        self.thaw_broker()
         errors = []
         if died:
             errors.append("instances died during the test: %s" % ", ".join(

@@ -304,10 +304,12 @@ def stop_process(proc, timeout=10):
 
 
 class RedisServer:
-    """A throw-away redis-server: free port, temp dir, no persistence."""
+    """A throw-away redis-server: free port, temp dir, no persistence. `extra_args` go after the defaults
+    (a cluster node's settings, for one)."""
 
-    def __init__(self, binary="redis-server"):
+    def __init__(self, binary="redis-server", extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.port = None
         self.proc = None
         self.tmp = tempfile.mkdtemp(prefix="roomcast-redis-")
@@ -324,7 +326,7 @@ class RedisServer:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", self.tmp],
+                     "--dir", self.tmp] + self.extra_args,
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:

@@ -2,6 +2,7 @@
 # Rule: each test uses fresh connections and fresh room ids, and checks replies field by field.
 import json
 import re
+import socket
 import time
 
 from roomcast_harness import GENERATED_ROOM_RE, RoomcastTestCase, unique, user
@@ -50,16 +51,29 @@ class MessageTestCase(RoomcastTestCase):
 
 class ClientTypes(MessageTestCase):
 
+    def default_instance(self):
+        """The --instance-id a server started without one has: host:pid (gethostname, the server's own pid)."""
+        return "%s:%d" % (socket.gethostname(), self.server.proc.pid)
+
     async def test_hello(self):
         c = await self.client()
         alice = user("alice", "Alice")
         await c.send({"type": "hello", "user": alice})
-        self.assertEqual(await c.expect("hello"), {"type": "hello", "user": alice})
+        # `instance` is a roomcast addition (docs/protocol.md, part 2): the process that answered.
+        self.assertEqual(await c.expect("hello"), {"type": "hello", "user": alice, "instance": self.default_instance()})
 
     async def test_hello_with_ref(self):
         c = await self.client()
         await c.send({"type": "hello", "user": user("u1"), "ref": "h1"})
-        self.assertEqual(await c.expect("hello"), {"type": "hello", "user": user("u1"), "ref": "h1"})
+        self.assertEqual(await c.expect("hello"),
+                         {"type": "hello", "user": user("u1"), "instance": self.default_instance(), "ref": "h1"})
+
+    async def test_hello_instance_is_the_healthz_instance(self):
+        c = await self.client()
+        await c.send({"type": "hello", "user": user("u3")})
+        hello = await c.expect("hello")
+        health = (await self.get("/healthz")).json()
+        self.assertEqual(hello.get("instance"), health["instance"], (hello, health))
 
     async def test_hello_utf8_name(self):
         c = await self.client()
@@ -169,6 +183,28 @@ class ClientTypes(MessageTestCase):
         await c.expect("pong", ref="p")
         await c.send({"type": "ping", "ref": 12.5})
         await c.expect("pong", ref=12.5)
+
+
+class HelloInstance(MessageTestCase):
+    """--instance-id names the process in the `hello` reply (a roomcast addition), exactly as given."""
+
+    INSTANCE = "eu-west-1a:roomcast \"7\""
+    server_args = ["--instance-id", INSTANCE]
+
+    async def test_hello_carries_the_instance_id(self):
+        c = await self.client()
+        bob = user("bob", "Bob")
+        await c.send({"type": "hello", "user": bob, "ref": 5})
+        self.assertEqual(await c.expect("hello"), {"type": "hello", "user": bob, "instance": self.INSTANCE, "ref": 5})
+
+    async def test_later_hello_reports_identity_and_instance(self):
+        # Identity from a join first; a later hello reports the identity in force and still the instance.
+        room, dave = unique("inst"), user("dave")
+        c = await self.client()
+        await c.send({"type": "join", "roomId": room, "user": dave})
+        self.assert_joined(await c.expect("joined"), room, dave)
+        await c.send({"type": "hello", "user": user("eve")})
+        self.assertEqual(await c.expect("hello"), {"type": "hello", "user": dave, "instance": self.INSTANCE})
 
 
 class Aliases(MessageTestCase):

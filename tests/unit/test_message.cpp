@@ -467,10 +467,21 @@ const std::vector<User> kUsers = {
 
 void test_encode_simple_events(void**) {
   for (const User& u : kUsers) {
-    rapidjson::Document d = parse_json(encode_hello(u, ""));
-    EXPECT(str(d, "type") == "hello" && user_is(d, "user", u) && !has(d, "ref"), "hello for %s", u.id.c_str());
-    d = parse_json(encode_hello(u, "\"r1\""));
-    EXPECT(str(d, "ref") == "r1", "hello ref");
+    rapidjson::Document d = parse_json(encode_hello(u, "", ""));
+    EXPECT(str(d, "type") == "hello" && user_is(d, "user", u) && !has(d, "ref") && !has(d, "instance") &&
+               d.MemberCount() == 2,
+           "hello for %s", u.id.c_str());
+    d = parse_json(encode_hello(u, "", "\"r1\""));
+    EXPECT(str(d, "ref") == "r1" && !has(d, "instance") && d.MemberCount() == 3, "hello ref");
+    // The instance that answered (--instance-id), a roomcast addition: exactly type, user, instance (, ref).
+    d = parse_json(encode_hello(u, "host-1:4242", ""));
+    EXPECT(str(d, "type") == "hello" && user_is(d, "user", u) && str(d, "instance") == "host-1:4242" &&
+               !has(d, "ref") && d.MemberCount() == 3,
+           "hello with instance for %s", u.id.c_str());
+    d = parse_json(encode_hello(u, "eu \"west\" \\ 1", "7"));
+    EXPECT(str(d, "instance") == "eu \"west\" \\ 1" && d.HasMember("ref") && d["ref"].IsInt() &&
+               d["ref"].GetInt() == 7 && d.MemberCount() == 4,
+           "hello with an instance that needs escaping, and a ref");
     d = parse_json(encode_presence(true, "room-1", u));
     EXPECT(str(d, "type") == "presence" && str(d, "event") == "join" && str(d, "roomId") == "room-1" &&
                user_is(d, "user", u),
@@ -561,7 +572,7 @@ void test_chat_event(void**) {
     }
   }
   EXPECT(kChatEventSuffix == "\"}", "suffix");
-  EXPECT(!is_chat_event(encode_hello(kUsers[0], "")), "hello is not a chat event");
+  EXPECT(!is_chat_event(encode_hello(kUsers[0], "i:1", "")), "hello is not a chat event");
   EXPECT(!is_chat_event(encode_presence(true, "r", kUsers[0])), "presence is not a chat event");
   EXPECT(!is_chat_event(encode_error(ErrorCode::BadJson, "chat", "")), "error is not a chat event");
   EXPECT(chat_event_ts(encode_pong("")) == -1, "no ts in a pong");

@@ -251,6 +251,18 @@ void test_origin_allowed(void**) {
       {"a.example", "https://b.example", {"c.example"}, false},
       {"a.example", "https://b.example", {"b.example.c"}, false},
       {"a.example", "https://b.example", {""}, false},
+      // Behind a TLS proxy (nginx, HAProxy) that passes Host as the browser sent it: a page at
+      // https://chat.example.com[:port] sends that Origin and that Host; the scheme is not compared.
+      {"chat.example.com", "https://chat.example.com", {}, true},
+      {"chat.example.com:8443", "https://chat.example.com:8443", {}, true},
+      {"Chat.Example.com", "https://chat.example.COM", {}, true},
+      {"chat.example.com", "https://chat.example.com.evil.example", {}, false},
+      {"chat.example.com", "https://evil.example", {}, false},
+      // A proxy that drops the port from Host (nginx's $host) breaks a page on a non-default port:
+      // the proxy must pass Host unchanged ($http_host), as deploy/nginx/roomcast.conf does.
+      {"chat.example.com", "https://chat.example.com:8443", {}, false},
+      // A proxy that rewrites Host to the upstream's name makes every browser origin foreign.
+      {"roomcast_instances", "https://chat.example.com", {}, false},
   };
   for (const Row& r : rows) {
     HttpRequest req;
