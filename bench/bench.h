@@ -28,7 +28,9 @@ struct FanoutOptions {
   int window = 16;        // chats per publisher sent and not yet acked
   double rate = 0;        // chats per second, all publishers together; 0: as fast as the window allows
   double drain_s = 5;     // after the last ack, wait this long without a delivery before calling the rest lost
-  std::string room;       // default: a fresh id per run
+  std::string room;       // default: a fresh id per run; with rooms > 1, the prefix of ROOM-0 .. ROOM-(rooms-1);
+                          // or ids separated by commas, one per room
+  int rooms = 1;          // member i joins room i % rooms; a publisher's chat number s goes to room (publisher + s) % rooms
 };
 
 struct IdleOptions {

@@ -1,6 +1,7 @@
-// Fan-out scenario: N members join one room, P publish-only connections send M chats each, every
-// chat carries its send time (monotonic ns) and every member times its delivery.
-// Rule: deliveries expected = chats acked x members; anything less is reported as lost, never hidden.
+// Fan-out scenario: N members join one room (or spread over R rooms), P publish-only connections send
+// M chats each, every chat carries its send time (monotonic ns) and every member times its delivery.
+// Rule: deliveries expected = chats acked x members (of the chat's room); anything less is reported as
+// lost, never hidden.
 #include <signal.h>
 #include <unistd.h>
 
@@ -84,6 +85,9 @@ class Fanout : public ClientEvents {
   int report();
   uint64_t expected() const;
   bool publishing_done() const;
+  uint32_t room_of_chat(uint32_t publisher, uint64_t seq) const {
+    return static_cast<uint32_t>((publisher + seq) % static_cast<uint64_t>(opt_.rooms));
+  }
 
   const CommonOptions& common_;
   FanoutOptions opt_;
@@ -99,9 +103,12 @@ class Fanout : public ClientEvents {
   bool setup_failed_ = false;
   std::string setup_error_;
 
+  std::vector<std::string> room_ids_;    // [room]
+  std::vector<uint64_t> room_acked_;     // [room]: chats acked in that room
+  std::vector<uint64_t> room_reading_;   // [room]: members of that room that read (not stalled)
   std::vector<uint32_t> last_seq_;       // [member * P + publisher]: highest seq delivered
   std::vector<uint32_t> latency_us_;     // one sample per delivery
-  uint64_t received_ = 0, valid_ = 0, out_of_order_ = 0, presence_ = 0, foreign_ = 0;
+  uint64_t received_ = 0, valid_ = 0, out_of_order_ = 0, presence_ = 0, foreign_ = 0, misrouted_ = 0;
   std::map<std::string, uint64_t> errors_;   // error code -> count (members and publishers)
   std::map<std::string, uint64_t> closes_;   // why a connection ended before the run did
   uint64_t t_setup_ns_ = 0, t_start_ns_ = 0, t_last_ack_ns_ = 0, t_last_delivery_ns_ = 0, t_end_ns_ = 0;
@@ -141,8 +148,23 @@ int Fanout::run() {
     p.publisher = i >= opt_.members;
     p.index = static_cast<uint32_t>(p.publisher ? i - opt_.members : i);
   }
+  size_t rooms = static_cast<size_t>(opt_.rooms);
+  if (opt_.room.find(',') != std::string::npos) {  // a list of room ids, one per room
+    size_t from = 0;
+    while (from <= opt_.room.size()) {
+      size_t comma = std::min(opt_.room.find(',', from), opt_.room.size());
+      room_ids_.push_back(opt_.room.substr(from, comma - from));
+      from = comma + 1;
+    }
+  } else {
+    for (size_t r = 0; r < rooms; r++) room_ids_.push_back(rooms == 1 ? opt_.room : opt_.room + "-" + std::to_string(r));
+  }
+  room_acked_.assign(rooms, 0);
+  room_reading_.assign(rooms, 0);
+  for (int i = opt_.stalled; i < opt_.members; i++) room_reading_[static_cast<size_t>(i) % rooms]++;
   last_seq_.assign(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers), 0);
-  latency_us_.reserve(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers) * static_cast<size_t>(opt_.messages));
+  latency_us_.reserve(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers) * static_cast<size_t>(opt_.messages) /
+                      rooms + 1024);
 
   uv_timer_init(&loop_, &watch_timer_);
   uv_timer_init(&loop_, &pace_timer_);
@@ -169,7 +191,11 @@ void Fanout::launch() {
   while (phase_ == Phase::Setup && settingup_ < common_.concurrency && next_launch_ < peers_.size()) {
     size_t i = next_launch_++;
     Peer& p = peers_[i];
-    const Endpoint* ep = &common_.endpoints[p.index % common_.endpoints.size()];
+    // A member is the k-th of its room r: endpoint (k + r) % E spreads every room's members over the
+    // endpoints (with one room: member i on endpoint i % E, as before). Publishers: i % E.
+    uint32_t slot = p.publisher ? p.index
+                                : p.index / static_cast<uint32_t>(opt_.rooms) + p.index % static_cast<uint32_t>(opt_.rooms);
+    const Endpoint* ep = &common_.endpoints[slot % common_.endpoints.size()];
     p.client = new Client(&loop_, this, ep, static_cast<uint32_t>(i));
     settingup_++;
     p.client->start();  // may report a failure at once (on_closed)
@@ -186,7 +212,8 @@ void Fanout::on_open(Client& c) {
     maybe_start();
     return;
   }
-  std::string join = "{\"type\":\"join\",\"roomId\":\"" + opt_.room + "\",\"user\":{\"id\":\"m" + std::to_string(p.index) +
+  const std::string& room = room_ids_[p.index % static_cast<uint32_t>(opt_.rooms)];
+  std::string join = "{\"type\":\"join\",\"roomId\":\"" + room + "\",\"user\":{\"id\":\"m" + std::to_string(p.index) +
                      "\",\"name\":\"member " + std::to_string(p.index) + "\"}}";
   c.send_text(join);
 }
@@ -281,7 +308,7 @@ void Fanout::send_chat(Peer& p) {
   char head[80];
   int n = snprintf(head, sizeof(head), "%" PRIu64 " %u %u ", uv_hrtime(), p.index, seq);
   msg_buf_.assign("{\"type\":\"chat\",\"roomId\":\"");
-  msg_buf_.append(opt_.room);
+  msg_buf_.append(room_ids_[room_of_chat(p.index, seq)]);
   msg_buf_.append("\",\"ref\":");
   msg_buf_.append(std::to_string(seq));
   msg_buf_.append(",\"message\":\"");
@@ -298,8 +325,12 @@ void Fanout::on_reply(Peer& p, std::string_view text) {
   if (!ack && !err) return;
   int64_t ref = ref_of(text);
   if (ref <= 0 || ref > static_cast<int64_t>(p.sent) || p.inflight == 0) return;
-  if (ack) p.acked++;
-  else p.refused++;
+  if (ack) {
+    p.acked++;
+    room_acked_[room_of_chat(p.index, static_cast<uint64_t>(ref))]++;
+  } else {
+    p.refused++;
+  }
   p.inflight--;
   t_last_ack_ns_ = uv_hrtime();
   if (publishing_done()) {
@@ -326,6 +357,10 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
     foreign_++;  // not one of this run's chats
     return;
   }
+  if (room_of_chat(static_cast<uint32_t>(pub), seq) != m.index % static_cast<uint32_t>(opt_.rooms)) {
+    misrouted_++;  // a chat of another room
+    return;
+  }
   uint32_t& last = last_seq_[static_cast<size_t>(m.index) * static_cast<size_t>(opt_.publishers) + pub];
   if (seq <= last) {
     out_of_order_++;  // a repeat or an overtaken chat: a broken room order
@@ -339,9 +374,9 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
 }
 
 uint64_t Fanout::expected() const {
-  uint64_t acked = 0;
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) acked += peers_[i].acked;
-  return acked * static_cast<uint64_t>(opt_.members - opt_.stalled);
+  uint64_t n = 0;
+  for (size_t r = 0; r < room_acked_.size(); r++) n += room_acked_[r] * room_reading_[r];
+  return n;
 }
 
 bool Fanout::publishing_done() const {
@@ -407,8 +442,14 @@ int Fanout::report() {
   std::string endpoints;
   for (const Endpoint& ep : common_.endpoints) endpoints += (endpoints.empty() ? "" : ", ") + ep.url;
   printf("roomcast-bench fanout%s%s\n", common_.label.empty() ? "" : ": ", common_.label.c_str());
-  printf("  setup       %d members in room %s, %d publish-only connections, spread over %s\n", opt_.members,
-         opt_.room.c_str(), opt_.publishers, endpoints.c_str());
+  if (opt_.rooms == 1)
+    printf("  setup       %d members in room %s, %d publish-only connections, spread over %s\n", opt_.members,
+           opt_.room.c_str(), opt_.publishers, endpoints.c_str());
+  else
+    printf("  setup       %d members in %d rooms %s .. %s (member i in room i %% %d), %d publish-only connections\n"
+           "              (chat s of publisher p to room (p + s) %% %d), spread over %s\n",
+           opt_.members, opt_.rooms, room_ids_.front().c_str(), room_ids_.back().c_str(), opt_.rooms, opt_.publishers,
+           opt_.rooms, endpoints.c_str());
   if (opt_.stalled > 0)
     printf("  stalled     %d of the members stop reading once joined (expected to be closed as slow consumers)\n", opt_.stalled);
   printf("  load        %d chats per publisher, %d bytes each, window %d, rate %s\n", opt_.messages, opt_.size, opt_.window,
@@ -429,9 +470,11 @@ int Fanout::report() {
   }
   printf("  published   %" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64 " refused, %.0f chats/s acked\n", sent, acked, refused,
          pub_s > 0 ? static_cast<double>(acked) / pub_s : 0);
-  printf("  deliveries  expected %" PRIu64 " (to the %d reading members), received %" PRIu64 " %s", exp,
-         opt_.members - opt_.stalled, valid_, lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
+  printf("  deliveries  expected %" PRIu64 " (to the %d reading members%s), received %" PRIu64 " %s", exp,
+         opt_.members - opt_.stalled, opt_.rooms > 1 ? " of each chat's room" : "", valid_,
+         lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
   if (out_of_order_ || foreign_) printf(", %" PRIu64 " out of order or repeated, %" PRIu64 " unrecognised", out_of_order_, foreign_);
+  if (misrouted_) printf(", %" PRIu64 " MISROUTED (a chat of another room)", misrouted_);
   printf("\n  throughput  %.0f deliveries/s (%" PRIu64 " in %.2f s, first send to last delivery)\n", per_s, valid_, del_s);
   double p50 = quantile(latency_us_, 0.50) / 1000, p90 = quantile(latency_us_, 0.90) / 1000,
          p99 = quantile(latency_us_, 0.99) / 1000, mx = quantile(latency_us_, 1.0) / 1000;
@@ -462,6 +505,9 @@ int Fanout::report() {
     ours += pct;
     cpu += ", " + proc_after_[i].comm + "[" + std::to_string(common_.pids[i]) + "] " + std::to_string(pct) + "%";
     cpu_kv += " cpu_" + proc_after_[i].comm + "_" + std::to_string(common_.pids[i]) + "=" + std::to_string(pct);
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.3f", proc_after_[i].cpu_s - proc_before_[i].cpu_s);
+    cpu_kv += " cpusec_" + proc_after_[i].comm + "_" + std::to_string(common_.pids[i]) + "=" + secs;
   }
   int machine = static_cast<int>((machine_after_ - machine_before_) / wall * 100);
   if (machine < ours) machine = ours;  // clock-tick rounding of short runs: "outside" is never below zero
@@ -473,13 +519,14 @@ int Fanout::report() {
   printf("  ended       %s\n", end_reason_);
   printf("RESULT mode=fanout label=%s status=%s members=%d publishers=%d sent=%" PRIu64 " acked=%" PRIu64 " expected=%" PRIu64
          " received=%" PRIu64 " lost=%" PRIu64 " stalled=%d out_of_order=%" PRIu64 " deliveries_per_s=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f errors=%" PRIu64
-         " slow_consumer_drops=%.0f %s\n",
-         common_.label.c_str(), lost == 0 && out_of_order_ == 0 && std::string(end_reason_) == "all delivered" ? "ok" : "incomplete",
+         " slow_consumer_drops=%.0f %s rooms=%d misrouted=%" PRIu64 " chats_per_s=%.0f publish_s=%.3f delivery_s=%.3f wall_s=%.3f\n",
+         common_.label.c_str(),
+         lost == 0 && out_of_order_ == 0 && misrouted_ == 0 && std::string(end_reason_) == "all delivered" ? "ok" : "incomplete",
          opt_.members, opt_.publishers, sent, acked, exp, valid_, lost, opt_.stalled, out_of_order_, per_s, p50, p90, p99, mx, err_total, drops,
-         cpu_kv.c_str());
+         cpu_kv.c_str(), opt_.rooms, misrouted_, pub_s > 0 ? static_cast<double>(acked) / pub_s : 0, pub_s, del_s, wall);
   fflush(stdout);
   if (std::string(end_reason_) == "time limit") return 2;
-  return lost == 0 && out_of_order_ == 0 ? 0 : 3;
+  return lost == 0 && out_of_order_ == 0 && misrouted_ == 0 ? 0 : 3;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +33,7 @@ struct All {
   IdleOptions idle;
   std::vector<std::string> urls;
   std::vector<std::string> pids;
+  int rooms = -1;  // --rooms: fanout (default 1) and idle (default 0) read it differently
 };
 
 std::vector<Option> table(All& a) {
@@ -49,9 +51,9 @@ std::vector<Option> table(All& a) {
       {"window", "fanout", Kind::Int, 1, 100000, "chats per publisher sent and not yet acked (default 16)", &a.fanout.window},
       {"rate", "fanout", Kind::Real, 0, 1e7, "chats per second, all publishers together; 0 = as fast as the window allows (default 0)", &a.fanout.rate},
       {"drain", "fanout", Kind::Real, 0.1, 600, "seconds without a delivery, after the last ack, before the rest counts as lost (default 5)", &a.fanout.drain_s},
-      {"room", "fanout", Kind::Text, 0, 0, "room id (default: a fresh bench-<pid>-<n> per run)", &a.fanout.room},
+      {"room", "fanout", Kind::Text, 0, 0, "room id (default: a fresh bench-<pid>-<n> per run); with --rooms N > 1 the prefix of ROOM-0 .. ROOM-(N-1); or a comma-separated list of room ids (one room each)", &a.fanout.room},
       {"connections", "idle", Kind::Int, 1, 1000000, "connections to open and hold (default 20000, capped by the open-file limit)", &a.idle.connections},
-      {"rooms", "idle", Kind::Int, 0, 1000000, "rooms the connections join, connection i in room i % R; 0 = none (default 0)", &a.idle.rooms},
+      {"rooms", "both", Kind::Int, 0, 1000000, "idle: rooms the connections join, connection i in room i % R; 0 = none (default 0). fanout: rooms the members are spread over (member i in room i % R, each room's members spread over the --url list), a publisher's chats go round the rooms (default 1)", &a.rooms},
       {"hold", "idle", Kind::Real, 0, 600, "seconds the connections are held before the reading (default 3)", &a.idle.hold_s},
   };
 }
@@ -60,8 +62,9 @@ void usage(All& a) {
   printf(
       "roomcast-bench - load generator for roomcast (WebSocket room chat), loopback only\n\n"
       "Usage: roomcast-bench fanout|idle [options]\n\n"
-      "  fanout  MEMBERS join one room (spread round-robin over the --url list), PUBLISHERS publish-only\n"
-      "          connections send MESSAGES chats each (window of unacked chats, optional total rate); each\n"
+      "  fanout  MEMBERS join one room (or ROOMS rooms; spread round-robin over the --url list), PUBLISHERS\n"
+      "          publish-only connections send MESSAGES chats each (window of unacked chats, optional total\n"
+      "          rate; with ROOMS > 1 each publisher's chats go round the rooms); each\n"
       "          chat carries its send time. Prints chats published, deliveries expected vs received,\n"
       "          deliveries per second, publish->delivery latency p50/p90/p99/max, errors, and the\n"
       "          servers' /metrics slow-consumer drops. Run the server with a generous --rate (e.g. 100000):\n"
@@ -147,6 +150,22 @@ int main(int argc, char** argv) {
       fprintf(stderr, "roomcast-bench: bad value '%s' for --%s (from %g to %g)\n", value.c_str(), found->name, found->min, found->max);
       return 1;
     }
+  }
+  if (mode == "idle" && a.rooms >= 0) a.idle.rooms = a.rooms;
+  if (mode == "fanout" && a.fanout.room.find(',') != std::string::npos) {  // --room a,b,c: the rooms by name
+    int n = static_cast<int>(std::count(a.fanout.room.begin(), a.fanout.room.end(), ',')) + 1;
+    if (a.rooms >= 0 && a.rooms != n) {
+      fprintf(stderr, "roomcast-bench: --room lists %d rooms and --rooms says %d\n", n, a.rooms);
+      return 1;
+    }
+    a.rooms = n;
+  }
+  if (mode == "fanout" && a.rooms >= 0) {
+    if (a.rooms < 1 || a.rooms > a.fanout.members) {
+      fprintf(stderr, "roomcast-bench: fanout --rooms must be from 1 to --members\n");
+      return 1;
+    }
+    a.fanout.rooms = a.rooms;
   }
   if (a.fanout.stalled >= a.fanout.members) {
     fprintf(stderr, "roomcast-bench: --stalled must be below --members\n");

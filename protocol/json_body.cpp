@@ -92,4 +92,39 @@ std::string health_body(const Health& h) {
   return done(buf);
 }
 
+std::string rooms_summary_body(const RoomsSummary& s) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("instance");
+  put(w, s.instance);
+  w.Key("rooms");
+  w.Uint64(s.rooms);
+  w.Key("members");
+  w.Uint64(s.members);
+  w.Key("heldBytes");
+  w.Uint64(s.held_bytes);
+  w.Key("limit");
+  w.Uint64(s.limit);
+  w.Key("top");
+  w.StartArray();
+  for (const RoomSummary& r : s.top) {
+    w.StartObject();
+    w.Key("id");
+    put(w, r.id);
+    w.Key("state");
+    put(w, r.state);
+    w.Key("members");
+    w.Uint64(r.members);
+    w.Key("users");
+    w.Uint64(r.users);
+    w.Key("heldBytes");
+    w.Uint64(r.held_bytes);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return done(buf);
+}
+
 }  // namespace roomcast::protocol

@@ -1,4 +1,4 @@
-// JSON bodies of the HTTP answers (PROTOCOL.md section 1): errors, created rooms, room info, health.
+// JSON bodies of the HTTP answers (PROTOCOL.md section 1): errors, created rooms, room info, health, the admin port's room summary.
 // Rule: every body is written with rapidjson's Writer; no value is pasted into JSON by hand.
 #pragma once
 #include <cstdint>
@@ -28,5 +28,24 @@ struct Health {
 };
 // {"status":..,"redis":..,["masters":N,]"connections":N,"websockets":N,"instance":..}
 std::string health_body(const Health& h);
+
+// One room of an instance, as the admin port's /debug/rooms shows it.
+struct RoomSummary {
+  std::string_view id;      // room id
+  std::string_view state;   // "subscribing", "syncing", "live", "lingering"
+  uint64_t members = 0;     // local members (connections in the room on this instance)
+  uint64_t users = 0;       // distinct users among them (announced)
+  uint64_t held_bytes = 0;  // live chats held for readers
+};
+struct RoomsSummary {
+  std::string_view instance;        // --instance-id
+  uint64_t rooms = 0;               // rooms with local members (or lingering) on this instance
+  uint64_t members = 0;             // seats over every room
+  uint64_t held_bytes = 0;          // held bytes over every room
+  size_t limit = 0;                 // the most rooms listed
+  std::vector<RoomSummary> top;     // the biggest rooms, biggest first (at most limit)
+};
+// {"instance":..,"rooms":N,"members":N,"heldBytes":N,"limit":N,"top":[{"id":..,"state":..,"members":N,"users":N,"heldBytes":N}..]}
+std::string rooms_summary_body(const RoomsSummary& s);
 
 }  // namespace roomcast::protocol

@@ -275,7 +275,8 @@ struct ClusterClient::Impl : RespTracker {
   void drop(Node* n, const char* why) {
     if (n->state == NodeState::Backoff) return;
     bool was_up = n->state == NodeState::Up;
-    if (was_up) logf(1, "%s: lost (%s); its %u slots are unreachable until it or a replica answers", n->addr.c_str(), why, n->slots);
+    if (stopping_) logf(3, "%s: closing", n->addr.c_str());
+    else if (was_up) logf(1, "%s: lost (%s); its %u slots are unreachable until it or a replica answers", n->addr.c_str(), why, n->slots);
     else logf(n->attempt < 3 ? 2 : 3, "%s: connect attempt %u failed: %s", n->addr.c_str(), n->attempt + 1, why);
     n->state = NodeState::Backoff;
     n->retry_at = uv_now(loop_) + backoff_ms(n->attempt++);

@@ -1,5 +1,6 @@
 // Every setting of the server: one table with name, environment variable, default, bounds and help.
 // Rule: settings are parsed in one place (config.cpp); the rest of the server reads Config only.
+// Precedence, lowest first: the table's defaults < the config file (--config) < the environment < the command line.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -9,9 +10,13 @@
 
 namespace roomcast::server {
 
+// The initial values below are the table's defaults (config.cpp); parse_config starts from the table.
 struct Config {
+  std::string config_file;                 // --config: the file read ("": none)
   std::string host = "0.0.0.0";            // address to listen on
   int port = 8080;                         // TCP port, shared with SO_REUSEPORT
+  std::string admin_host = "127.0.0.1";    // address of this instance's own admin listener
+  int admin_port = 0;                      // admin listener (/metrics, /healthz, /debug/rooms); 0: none
   std::string redis_url;                   // empty: standalone mode
   std::string redis_cluster;               // Redis Cluster seeds host:port[,...] (or redis:// URLs); empty: none
   std::string redis_prefix;                // prepended to every Redis key and channel
@@ -31,6 +36,7 @@ struct Config {
   std::vector<protocol::Cidr> trusted_proxy;  // peers whose X-Forwarded-For names the client; empty: none
   std::string api_key;                     // the server API's key (section 9); empty: /api/... is 404
   int log_level = 2;                       // 0 error .. 3 debug
+  int log_format = 0;                      // 0 text, 1 json (one object per line)
   std::string instance_id;                 // host:pid unless given
   double shutdown_grace = 3.0;             // seconds to flush closes on SIGTERM
   // Authentication (section 8): on as soon as one key is given.
@@ -41,11 +47,15 @@ struct Config {
   int jwt_leeway = 60;                       // seconds of clock leeway for exp, nbf, iat
 };
 
-// Parses argv over the environment over the defaults. Returns 0, 1 when --help or --version was
-// printed (exit 0), or -1 after printing an error (exit 2).
-int parse_config(int argc, char** argv, Config* out);
+// Reads the config file, the environment and argv (in that order of precedence, the last wins).
+// Returns 0 (run), 1 when --help, --version, --man or a passing --check-config printed its answer (exit 0),
+// or -1 after printing every error found (exit 2). notes, when given, gets warnings to log once logging is set
+// up (an environment variable that is no longer read, ...).
+int parse_config(int argc, char** argv, Config* out, std::vector<std::string>* notes = nullptr);
 
 // The --help text.
 std::string config_help();
+// The manual page (roff, man(7) macros): the same table as --help.
+std::string config_man();
 
 }  // namespace roomcast::server

@@ -60,8 +60,9 @@ Connection::~Connection() {
   drop_pending();
 }
 
-Connection* Connection::accept(Server* server, uv_stream_t* listener) {
+Connection* Connection::accept(Server* server, uv_stream_t* listener, bool admin) {
   Connection* c = new Connection(server, 0);
+  c->admin_ = admin;
   uv_tcp_init(server->loop(), &c->tcp_);
   c->tcp_.data = c;
   c->token_expiry.owner = c;
@@ -85,7 +86,7 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener) {
   c->tokens_ = server->config().rate * 2;
   c->refill_ms_ = server->now_ms();
   server->http_deadlines.push(&c->deadline, server->now_ms());
-  server->metrics().connections_accepted++;
+  if (!admin) server->metrics().connections_accepted++;
   return c;
 }
 
@@ -130,7 +131,7 @@ void Connection::parse_http(const char* data, size_t len) {
       close_after_flush_ = true;
       break;
     }
-    server_->metrics().http_requests++;
+    if (!admin_) server_->metrics().http_requests++;
     const protocol::HttpRequest& req = http_->request();
     // Behind a proxy one connection carries requests of many clients: each request names its own.
     client_ = protocol::client_address(peer_, req, server_->config().trusted_proxy);
@@ -142,11 +143,13 @@ void Connection::parse_http(const char* data, size_t len) {
     Server* server = server_;
     uint64_t id = id_;
     bool keep = req.keep_alive;
-    route_http(*server_, req, [server, id, keep](SharedBuf* resp) {
+    auto reply = [server, id, keep](SharedBuf* resp) {
       Connection* c = server->find(id);
       if (c && c->state_ == State::Http) c->on_response(resp, keep);
       else resp->unref();
-    });
+    };
+    if (admin_) route_admin(*server_, req, std::move(reply));
+    else route_http(*server_, req, std::move(reply));
   }
   in_parse_ = false;
 }
@@ -213,7 +216,7 @@ void Connection::on_response(SharedBuf* resp, bool keep_alive) {
 }
 
 void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, size_t rest_len) {
-  protocol::HandshakeVerdict v = check_upgrade(*server_, req);
+  protocol::HandshakeVerdict v = check_upgrade(*server_, req, admin_);
   if (v.status != 101) {
     LOG_DEBUG("conn %llu (%s): upgrade refused %d: %s", (unsigned long long)id_, who().c_str(), v.status, v.reason);
     send(make_error_response(v.status, v.reason));

@@ -40,10 +40,12 @@ class Connection : public Member {
  public:
   enum class State : uint8_t { Http, WebSocket, Closing, Closed };
 
-  // Accepts one pending connection from listener. Returns nullptr (and logs) on failure.
-  static Connection* accept(Server* server, uv_stream_t* listener);
+  // Accepts one pending connection from listener (admin: the --admin-port one, which answers only
+  // /metrics, /healthz and /debug/rooms and never upgrades). Returns nullptr (and logs) on failure.
+  static Connection* accept(Server* server, uv_stream_t* listener, bool admin);
 
   uint64_t id() const { return id_; }
+  bool admin() const { return admin_; }
   State state() const { return state_; }
   // The client's address: the TCP peer, or behind a --trusted-proxy the address its X-Forwarded-For names
   // (of the request being handled; of the upgrade request once a WebSocket).
@@ -136,6 +138,7 @@ class Connection : public Member {
   uint64_t refused_since_ms_ = 0;                 // start of the current 10 s refusal window
   uint32_t refused_ = 0;                          // refusals in that window
   State state_ = State::Http;
+  bool admin_ = false;                            // accepted on the admin port (fixed at accept)
   bool identified_ = false;                       // the user was named by the client (first identity sticks)
   bool authenticated_ = false;                    // the upgrade carried a valid token (auth on)
   bool close_after_flush_ = false;                // close the socket once everything queued is written

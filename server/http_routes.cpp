@@ -1,8 +1,13 @@
 // HTTP routes of section 1 of the contract: static files, the room API, health and metrics.
-// Rule: requests from a foreign browser Origin cannot create rooms or open WebSockets.
+// Rule: requests from a foreign browser Origin cannot create rooms or open WebSockets; the admin port answers
+// only its three GET paths and never upgrades.
 #include "server/http_routes.h"
 
+#include <stdlib.h>
+
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "protocol/http_path.h"
 #include "protocol/ids.h"
@@ -10,6 +15,7 @@
 #include "server/api.h"
 #include "server/broker.h"
 #include "server/hub.h"
+#include "server/room.h"
 #include "server/server.h"
 #include "server/static_files.h"
 
@@ -78,6 +84,76 @@ void room_info(Server& server, std::string_view id, bool keep_alive, bool head, 
   });
 }
 
+SharedBuf* healthz(Server& server, bool keep, bool head) {
+  Broker& b = server.broker();
+  protocol::Health h;
+  // Redis Cluster: degraded also while a room here has no reachable owner for its slot.
+  bool cluster = b.cluster();
+  h.up = b.up() && b.reachable();
+  h.redis = b.standalone() ? "standalone" : cluster ? "cluster" : h.up ? "up" : "down";
+  if (cluster) h.masters = static_cast<int>(b.masters());
+  h.connections = server.connection_count();
+  h.websockets = server.websocket_count();
+  h.instance = server.config().instance_id;
+  return json(h.up ? 200 : 503, protocol::health_body(h), keep, head);
+}
+
+SharedBuf* metrics(Server& server, bool keep, bool head) {
+  std::string body = render_metrics(server.metrics(), server.gauges());
+  server.broker().write_metrics(&body);
+  return response(200, "text/plain; version=0.0.4; charset=utf-8", body, keep, head);
+}
+
+// GET /debug/rooms[?limit=N] on the admin port: this instance's rooms, the N biggest (by local members, then
+// held bytes) listed. The output is bounded by the limit (at most kMaxListed rooms), whatever the room count.
+constexpr size_t kDefaultListed = 20;
+constexpr size_t kMaxListed = 1000;
+
+SharedBuf* debug_rooms(Server& server, std::string_view query, bool keep, bool head) {
+  size_t limit = kDefaultListed;
+  if (auto v = protocol::query_param(query, "limit")) {
+    char* end = nullptr;
+    unsigned long n = strtoul(v->c_str(), &end, 10);
+    if (v->empty() || *end || n < 1 || n > kMaxListed)
+      return json_error(400, "bad_request", keep, head, "limit must be from 1 to 1000");
+    limit = n;
+  }
+  protocol::RoomsSummary sum;
+  sum.instance = server.config().instance_id;
+  sum.limit = limit;
+  const Rooms& rooms = server.hub().rooms();
+  sum.rooms = rooms.size();
+  sum.held_bytes = rooms.held_bytes();
+  // A min-heap of the biggest rooms seen so far: O(rooms log limit) time, O(limit) memory.
+  auto bigger = [](const Room* a, const Room* b) {
+    if (a->seats.size() != b->seats.size()) return a->seats.size() > b->seats.size();
+    if (a->held_bytes != b->held_bytes) return a->held_bytes > b->held_bytes;
+    return a->id < b->id;
+  };
+  std::vector<const Room*> heap;
+  heap.reserve(limit + 1);
+  rooms.for_each([&](const Room& r) {
+    sum.members += r.seats.size();
+    heap.push_back(&r);
+    std::push_heap(heap.begin(), heap.end(), bigger);
+    if (heap.size() > limit) {
+      std::pop_heap(heap.begin(), heap.end(), bigger);
+      heap.pop_back();
+    }
+  });
+  std::sort(heap.begin(), heap.end(), bigger);
+  for (const Room* r : heap) {
+    protocol::RoomSummary one;
+    one.id = r->id;
+    one.state = room_state_name(r->state);
+    one.members = r->seats.size();
+    one.users = r->users.size();
+    one.held_bytes = r->held_bytes;
+    sum.top.push_back(one);
+  }
+  return json(200, protocol::rooms_summary_body(sum), keep, head);
+}
+
 SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::string_view path) {
   const bool keep = req.keep_alive;
   const bool head = req.method == "HEAD";
@@ -90,24 +166,8 @@ SharedBuf* route_sync(Server& server, const protocol::HttpRequest& req, std::str
   }
   if (req.method != "GET" && !head) return json_error(404, "not_found", keep, false);
 
-  if (path == "/healthz") {
-    Broker& b = server.broker();
-    protocol::Health h;
-    // Redis Cluster: degraded also while a room here has no reachable owner for its slot.
-    bool cluster = b.cluster();
-    h.up = b.up() && b.reachable();
-    h.redis = b.standalone() ? "standalone" : cluster ? "cluster" : h.up ? "up" : "down";
-    if (cluster) h.masters = static_cast<int>(b.masters());
-    h.connections = server.connection_count();
-    h.websockets = server.websocket_count();
-    h.instance = server.config().instance_id;
-    return json(h.up ? 200 : 503, protocol::health_body(h), keep, head);
-  }
-  if (path == "/metrics") {
-    std::string body = render_metrics(server.metrics(), server.gauges());
-    server.broker().write_metrics(&body);
-    return response(200, "text/plain; version=0.0.4; charset=utf-8", body, keep, head);
-  }
+  if (path == "/healthz") return healthz(server, keep, head);
+  if (path == "/metrics") return metrics(server, keep, head);
   if (path == "/ws") {
     return response(426, "application/json", protocol::error_body("upgrade_required", "this path speaks WebSocket only"),
                     keep, head, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
@@ -149,9 +209,15 @@ SharedBuf* make_upgrade_response(std::string_view accept) {
   return SharedBuf::make(std::move(out));
 }
 
-protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req) {
+protocol::HandshakeVerdict check_upgrade(const Server& server, const protocol::HttpRequest& req, bool admin) {
   std::string_view path, query;
   protocol::split_target(req.target, &path, &query);
+  if (admin) {
+    protocol::HandshakeVerdict v;
+    v.status = 404;
+    v.reason = "the admin port serves no WebSocket";
+    return v;
+  }
   if (path != "/" && path != "/ws") {
     protocol::HandshakeVerdict v;
     v.status = 404;
@@ -175,6 +241,18 @@ static SharedBuf* refuse_unauthorized(Server& server, const protocol::HttpReques
   if (!why) return nullptr;
   bool head = req.method == "HEAD";
   return response(401, "application/json", protocol::error_body("unauthorized", why), req.keep_alive, head, kBearerChallenge);
+}
+
+void route_admin(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply) {
+  std::string_view path, query;
+  protocol::split_target(req.target, &path, &query);
+  const bool keep = req.keep_alive;
+  const bool head = req.method == "HEAD";
+  if (req.method != "GET" && !head) return reply(json_error(404, "not_found", keep, false));
+  if (path == "/metrics") return reply(metrics(server, keep, head));
+  if (path == "/healthz") return reply(healthz(server, keep, head));
+  if (path == "/debug/rooms") return reply(debug_rooms(server, query, keep, head));
+  reply(json_error(404, "not_found", keep, head));
 }
 
 void route_http(Server& server, const protocol::HttpRequest& req, std::function<void(SharedBuf*)> reply) {

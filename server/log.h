@@ -6,13 +6,15 @@
 namespace roomcast::server {
 
 enum LogLevel { kLogError = 0, kLogWarn = 1, kLogInfo = 2, kLogDebug = 3 };
+// text: `2026-11-24T02:31:18.779Z INFO  [host:pid] msg`; json: {"ts":..,"level":..,"instance":..,"msg":..} per line.
+enum LogFormat { kLogText = 0, kLogJson = 1 };
 
 extern int g_log_level;  // messages above this level are skipped
 
 // Sets the instance id printed on every line ("host:pid").
 void log_set_instance(const char* id);
-// Parses "error", "warn", "info", "debug". Returns the level or -1.
-int log_level_from_name(const char* name);
+// Sets the line format (kLogText or kLogJson).
+void log_set_format(int format);
 void log_write(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 }  // namespace roomcast::server

@@ -6,6 +6,8 @@
 #include <uv.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "server/auth.h"
 #include "server/config.h"
@@ -46,11 +48,15 @@ void on_sighup(uv_signal_t* h, int) { static_cast<Signals*>(h->data)->server->re
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "token") == 0) return token_command(argc - 1, argv + 1);
   Config config;
-  int r = parse_config(argc, argv, &config);
+  std::vector<std::string> notes;
+  int r = parse_config(argc, argv, &config, &notes);
   if (r != 0) return r > 0 ? 0 : 2;
   signal(SIGPIPE, SIG_IGN);
   g_log_level = config.log_level;
+  log_set_format(config.log_format);
   log_set_instance(config.instance_id.c_str());
+  for (const std::string& note : notes) LOG_WARN("%s", note.c_str());
+  if (!config.config_file.empty()) LOG_INFO("settings read from %s", config.config_file.c_str());
 
   uv_loop_t* loop = uv_default_loop();
   Server server(loop, config);
@@ -76,6 +82,8 @@ int main(int argc, char** argv) {
              !config.redis_cluster.empty() ? config.redis_cluster.c_str() : config.redis_url.c_str(),
              config.redis_prefix.empty() ? "" : (" prefix " + config.redis_prefix).c_str(), config.ping_interval,
              config.max_message, config.max_outbound);
+    if (config.admin_port != 0)
+      LOG_INFO("admin port (/metrics, /healthz, /debug/rooms) on http://%s:%d", config.admin_host.c_str(), config.admin_port);
     if (!config.trusted_proxy.empty()) {
       std::string ranges;
       for (const roomcast::protocol::Cidr& c : config.trusted_proxy)

@@ -74,9 +74,31 @@ int Server::listen_reuseport() {
       LOG_WARN("accept: %s", uv_strerror(status));
       return;
     }
-    if (!self->shutting_down_) Connection::accept(self, s);
+    if (!self->shutting_down_) Connection::accept(self, s, false);
   });
   return r;
+}
+
+int Server::listen_admin() {
+  bool v6 = config_.admin_host.find(':') != std::string::npos;
+  struct sockaddr_storage addr;
+  int r = v6 ? uv_ip6_addr(config_.admin_host.c_str(), config_.admin_port, reinterpret_cast<sockaddr_in6*>(&addr))
+             : uv_ip4_addr(config_.admin_host.c_str(), config_.admin_port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (r != 0) return r;
+  uv_tcp_init(loop_, &admin_listener_);
+  admin_listener_.data = this;
+  admin_open_ = true;
+  open_handles_++;
+  // uv_tcp_bind sets SO_REUSEADDR only: a port another process listens on is EADDRINUSE (here or at uv_listen).
+  if ((r = uv_tcp_bind(&admin_listener_, reinterpret_cast<sockaddr*>(&addr), 0)) != 0) return r;
+  return uv_listen(reinterpret_cast<uv_stream_t*>(&admin_listener_), 128, [](uv_stream_t* s, int status) {
+    Server* self = static_cast<Server*>(s->data);
+    if (status < 0) {
+      LOG_WARN("accept (admin port): %s", uv_strerror(status));
+      return;
+    }
+    if (!self->shutting_down_) Connection::accept(self, s, true);
+  });
 }
 
 int Server::start() {
@@ -111,6 +133,10 @@ int Server::start() {
   int r = listen_reuseport();
   if (r != 0) {
     LOG_ERROR("cannot listen on %s:%d: %s", config_.host.c_str(), config_.port, uv_strerror(r));
+    return r;
+  }
+  if (config_.admin_port != 0 && (r = listen_admin()) != 0) {
+    LOG_ERROR("cannot listen on the admin port %s:%d: %s", config_.admin_host.c_str(), config_.admin_port, uv_strerror(r));
     return r;
   }
   if ((r = broker_->start()) != 0) {
@@ -181,6 +207,7 @@ void Server::flush_dirty() {
 uint64_t Server::add(Connection* c) {
   uint64_t id = next_id_++;
   connections_[id] = c;
+  if (c->admin()) admin_connections_++;
   c->deadline.owner = c;
   return id;
 }
@@ -195,7 +222,7 @@ void Server::remove(Connection* c) {
     }
     c->dirty = false;
   }
-  connections_.erase(c->id());
+  if (connections_.erase(c->id()) && c->admin()) admin_connections_--;
   maybe_finish_shutdown();
 }
 
@@ -218,7 +245,7 @@ uint64_t Server::outbound_bytes() const {
 
 Gauges Server::gauges() const {
   Gauges g{};
-  g.connections = connections_.size();
+  g.connections = connection_count();
   g.websockets = websocket_count();
   g.rooms = hub_->room_count();
   g.subscriptions = broker_->subscriptions();
@@ -238,6 +265,10 @@ void Server::shutdown() {
   if (listener_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), on_closed);
     listener_open_ = false;
+  }
+  if (admin_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&admin_listener_), on_closed);
+    admin_open_ = false;
   }
   std::vector<Connection*> all;
   for (const auto& [id, c] : connections_) all.push_back(c);

@@ -31,7 +31,7 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and listens (SO_REUSEPORT), starts the broker. Returns 0 or a negative uv error.
+  // Binds and listens (SO_REUSEPORT; the admin port, if any, alone), starts the broker. Returns 0 or a negative uv error.
   int start();
   // Stops accepting, closes every client with 1001, stops the broker; the loop then runs dry.
   void shutdown();
@@ -55,7 +55,8 @@ class Server {
   void for_each_connection(F f) const {
     for (const auto& entry : connections_) f(*entry.second);
   }
-  size_t connection_count() const { return connections_.size(); }
+  // Connections of the public port (the admin port's own are not counted in its metrics).
+  size_t connection_count() const { return connections_.size() - admin_connections_; }
   size_t websocket_count() const;
   // Connections upgraded to WebSocket and not yet freed (closing ones too): what --max-connections bounds.
   size_t upgraded_count() const { return upgraded_; }
@@ -87,6 +88,8 @@ class Server {
  private:
   static constexpr size_t kReadBufferSize = 64 * 1024;
   int listen_reuseport();
+  // This instance's own listener for /metrics, /healthz and /debug/rooms (--admin-port): no SO_REUSEPORT.
+  int listen_admin();
   void tick();
   void flush_dirty();
   void maybe_finish_shutdown();
@@ -102,6 +105,7 @@ class Server {
   std::unique_ptr<Hub> hub_;                      // rooms and messages
   std::unique_ptr<Broker> broker_;                // in-process or Redis
   uv_tcp_t listener_;                             // SO_REUSEPORT socket
+  uv_tcp_t admin_listener_;                       // --admin-port socket (this instance's alone)
   uv_timer_t tick_timer_;                         // drives the deadline lists and room lingering
   uv_check_t flush_check_;                        // flushes dirty connections after each poll
   uv_idle_t flush_idle_;                          // keeps poll from blocking while something is dirty
@@ -112,6 +116,8 @@ class Server {
   size_t upgraded_ = 0;                           // see upgraded_count()
   int open_handles_ = 0;                          // own handles not yet closed
   bool listener_open_ = false;                    // listener_ initialised and not closed
+  bool admin_open_ = false;                       // admin_listener_ initialised and not closed
+  size_t admin_connections_ = 0;                  // connections accepted on the admin port, not yet removed
   bool shutting_down_ = false;
   bool broker_stopped_ = false;
 };

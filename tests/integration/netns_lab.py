@@ -10,9 +10,16 @@
     take the host's switch port down and up (the host keeps its address; its packets are dropped, like a pulled
     cable); cleanup() stops every process in every lab namespace and deletes the namespaces (and with them the
     bridge and the veth pairs).
-  * Host: argv(cmd) (the command run inside the host), popen(cmd), run(cmd), http_get(port, path).
-  * HostRedis: a redis-server on a host (several per host on distinct ports, e.g. for a Redis Cluster; extra args).
-  * HostRoomcast: a roomcast instance on a host (RoomcastServer: SIGTERM, exit 0 and a clean log on stop()).
+  * Host: argv(cmd) (the command run inside the host), popen(cmd), run(cmd), http_get(port, path), connect(port)
+    (a TCP socket of the test process, made inside the host: RESP to a Redis there without spawning redis-cli).
+  * HostRedis: a redis-server on a host (several per host on distinct ports, e.g. for a Redis Cluster; extra args;
+    bound to all addresses or to one); command(*args) over Host.connect.
+  * HostClusterNode / HostRedisCluster: redis_cluster_harness's ClusterNode / RedisCluster on lab hosts: nodes
+    spread round robin over one or more hosts, each bound to and announcing its host's address (so CLUSTER SLOTS
+    names addresses other hosts reach), created with `redis-cli --cluster create` run on the first host; masters(),
+    rooms_on(), kill_master() (kill -9, wait for the promotion), heal(), check() ... as for the local cluster.
+  * HostRoomcast: a roomcast instance on a host (RoomcastServer: SIGTERM, exit 0 and a clean log on stop()), with
+    --redis URL or other broker arguments (--redis-cluster SEEDS).
   * Agent: a helper process on a host (netns_agent.py) that holds WebSocket clients and makes HTTP requests there;
     Agent.peer() returns a RemotePeer, which has the same API as cluster_harness.Peer (take, answer, chat_acked ...).
 
@@ -25,6 +32,7 @@ Typical use (see test_netns_hosts.py):
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -33,11 +41,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import time
 
 from cluster_harness import Peer
-from roomcast_harness import STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, stop_process
+from redis_cluster_harness import (NODE_TIMEOUT_MS, ClusterNodeViews, RedisCluster, cluster_node_args,
+                                   resp_pipeline)
+from roomcast_harness import STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, _resp_read, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT_SCRIPT = os.path.join(HERE, "netns_agent.py")
@@ -98,6 +110,42 @@ def available():
     finally:
         _ip("netns", "del", probe, check=False)
     return None
+
+
+_CLONE_NEWNET = 0x40000000
+_libc = None
+
+
+def connect_in(ns, addr, timeout=5.0):
+    """A TCP socket connected to `addr` (host, port) from inside network namespace `ns`. A socket belongs for life
+    to the namespace it was made in, so it is made by a short-lived thread that setns(2)s into `ns` (a thread's
+    own network namespace; the test process's other threads stay where they are) and ends there."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+
+    def work():
+        try:
+            fd = os.open("/run/netns/%s" % ns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, "setns(%s): %s" % (ns, os.strerror(err)))
+            finally:
+                os.close(fd)
+            out["sock"] = socket.create_connection(addr, timeout=timeout)
+        except BaseException as e:  # noqa: BLE001 -- raised in the caller
+            out["error"] = e
+
+    t = threading.Thread(target=work, name="connect-in-%s" % ns, daemon=True)
+    t.start()
+    t.join(timeout + 5)
+    if "sock" in out:
+        return out["sock"]
+    if "error" in out:
+        raise out["error"]
+    raise OSError("connect to %s:%d in %s: no answer within %.0fs" % (addr[0], addr[1], ns, timeout + 5))
 
 
 def list_netns():
@@ -206,6 +254,11 @@ class Host:
         status, _, body = r.stdout.partition("\n")
         return int(status), body
 
+    def connect(self, port, host=None, timeout=5.0):
+        """A TCP socket of this (the test) process connected from inside this host to host:port (default: this
+        host's address). Raises OSError."""
+        return connect_in(self.ns, (host or self.ip, int(port)), timeout)
+
 
 class NetnsLab:
     """Hosts (network namespaces) joined by a bridge that lives in a namespace of its own (the switch).
@@ -305,14 +358,16 @@ class NetnsLab:
 
 
 class HostRedis:
-    """A redis-server on a host, listening on all of its addresses, no persistence. `args` go on its command line
-    (e.g. --cluster-enabled yes): start several on one host on distinct ports for a cluster."""
+    """A redis-server on a host, listening on all of its addresses (or only on `bind`, e.g. the host's address), no
+    persistence. `args` go on its command line (e.g. --cluster-enabled yes): start several on one host on distinct
+    ports for a cluster."""
 
-    def __init__(self, host, port=6379, args=(), binary="redis-server"):
+    def __init__(self, host, port=6379, args=(), binary="redis-server", bind="0.0.0.0"):
         self.host = host
         self.port = port
         self.args = [str(a) for a in args]
         self.binary = binary
+        self.bind = bind
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="redis-%s-%d-" % (host.name, port), dir=host.lab.tmp)
         self.log_path = os.path.join(self.dir, "redis.log")
@@ -321,9 +376,14 @@ class HostRedis:
     def url(self):
         return "redis://%s:%d" % (self.host.ip, self.port)
 
+    @property
+    def local_ip(self):
+        """The address tools on the Redis host reach it at."""
+        return "127.0.0.1" if self.bind == "0.0.0.0" else self.bind
+
     def start(self, timeout=STARTUP_TIMEOUT):
         with open(self.log_path, "ab") as log:
-            self.proc = self.host.popen([self.binary, "--port", self.port, "--bind", "0.0.0.0",
+            self.proc = self.host.popen([self.binary, "--port", self.port, "--bind", self.bind,
                                          "--protected-mode", "no", "--save", "", "--appendonly", "no",
                                          "--dir", self.dir] + self.args, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -339,8 +399,26 @@ class HostRedis:
 
     def cli(self, *args, timeout=5):
         """redis-cli ARGS run on the Redis host; returns its output, stripped."""
-        r = self.host.run(["redis-cli", "-p", self.port] + list(args), timeout=timeout)
+        r = self.host.run(["redis-cli", "-h", self.local_ip, "-p", self.port] + list(args), timeout=timeout)
         return r.stdout.strip()
+
+    def connect(self, timeout=5.0):
+        """A socket of the test process connected to this Redis (from inside its host)."""
+        return self.host.connect(self.port, self.local_ip, timeout)
+
+    def command(self, *args, timeout=5.0):
+        """One RESP command from the test process; returns a simple reply (str, int, None, list)."""
+        with self.connect(timeout) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            return _resp_read(s.makefile("rb"))
+
+    def pipeline(self, commands, timeout=5.0):
+        """Several commands on one connection (redis_cluster_harness.resp_pipeline): errors returned, not raised."""
+        return resp_pipeline(self.port, commands, timeout, connect=self.connect)
 
     def log(self):
         try:
@@ -355,12 +433,72 @@ class HostRedis:
     cleanup = stop
 
 
+class HostClusterNode(ClusterNodeViews, HostRedis):
+    """One cluster-enabled redis-server on a lab host, bound to the host's address and announcing it (CLUSTER SLOTS
+    and MOVED name ip:port that other hosts reach); cluster bus on port + 10000. Its folder (nodes.conf) survives
+    kill(), so restart() rejoins the cluster on the same ports."""
+
+    def __init__(self, host, index, port, node_timeout_ms=NODE_TIMEOUT_MS, args=()):
+        self.bus_port = port + 10000
+        super().__init__(host, port, bind=host.ip, args=cluster_node_args(self.bus_port, node_timeout_ms) + [
+            "--cluster-announce-ip", host.ip] + list(args))
+        self.index = index
+        self.ip = host.ip
+        self.node_id = None
+
+    def start(self, timeout=None):
+        HostRedis.start(self, timeout=timeout or STARTUP_TIMEOUT)
+        self.node_id = self.command("CLUSTER", "MYID")
+        return self
+
+    def restart(self):
+        return self.start()
+
+    def kill(self):
+        """SIGKILL (`ip netns exec` execs redis-server: the process is the server): no goodbye, data gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+
+
+class HostRedisCluster(RedisCluster):
+    """redis_cluster_harness.RedisCluster on lab hosts: masters * (1 + replicas) nodes, node i on hosts[i % H] at
+    port base_port + i // H; created with `redis-cli --cluster create` run on hosts[0] (with several hosts it puts
+    a master's replicas on other hosts where it can). Everything RedisCluster offers works (masters(), owner(),
+    rooms_on(), kill_master(), heal(), command() ...); the lab's cleanup stops whatever is left."""
+
+    def __init__(self, hosts, masters=3, replicas=1, base_port=7000, node_timeout_ms=NODE_TIMEOUT_MS):
+        super().__init__(masters, replicas, node_timeout_ms)
+        self.hosts = list(hosts)
+        self.base_port = base_port
+
+    def _new_node(self, i, used):
+        return HostClusterNode(self.hosts[i % len(self.hosts)], i, self.base_port + i // len(self.hosts),
+                               self.node_timeout_ms)
+
+    def _create(self, args, timeout):
+        r = self.hosts[0].run(["redis-cli"] + args, timeout=timeout, stderr=subprocess.STDOUT, capture_output=False,
+                              stdout=subprocess.PIPE)
+        return r.returncode, r.stdout
+
+    def on_host(self, host):
+        """Nodes on `host` (a Host or its name)."""
+        name = getattr(host, "name", host)
+        return [nd for nd in self.nodes if nd.host.name == name]
+
+
 class HostRoomcast(RoomcastServer):
     """roomcast in Redis mode on a host, listening on 0.0.0.0:port there (every host has its own ports). Ready when
-    /healthz, asked from inside the host, answers 200 (or 503 too unless require_up)."""
+    /healthz, asked from inside the host, answers 200 (or 503 too unless require_up). broker_args, if given,
+    replace ["--redis", redis_url] (e.g. ["--redis-cluster", cluster.seeds()])."""
 
-    def __init__(self, host, redis_url, instance_id, port=8080, args=(), require_up=True):
-        super().__init__(["--redis", redis_url, "--instance-id", instance_id] + [str(a) for a in args], port=port,
+    def __init__(self, host, redis_url, instance_id, port=8080, args=(), require_up=True, broker_args=None):
+        broker = [str(a) for a in broker_args] if broker_args is not None else ["--redis", redis_url]
+        super().__init__(broker + ["--instance-id", instance_id] + [str(a) for a in args], port=port,
                          host="0.0.0.0", name="%s-%s" % (host.name, instance_id))
         self.lab_host = host
         self.instance_id = instance_id
@@ -531,6 +669,7 @@ class RemotePeer(Peer):
         self.ws = None
         self.inbox = []
         self.seen = []
+        self.seen_at = []         # time.monotonic() at which each message of `seen` was read (from the agent)
         self.closed = None
         self._changed = asyncio.Event()
         self._reader = None
@@ -542,6 +681,7 @@ class RemotePeer(Peer):
         msg = json.loads(text)
         assert isinstance(msg, dict), "%s: non-object %r" % (self.label, text[:300])
         self.seen.append(msg)
+        self.seen_at.append(time.monotonic())
         self.inbox.append(msg)
         self._changed.set()
 

@@ -33,7 +33,7 @@ from cluster_harness import (SCALE, TIMEOUT, ClusterTestCase, Instance, Redis, i
                              wait_until)
 from roomcast_harness import _resp_read, quiet_slow_callback_warnings
 
-__all__ = ["keyslot", "room_slot", "ClusterNode", "RedisCluster", "Monitor", "RedisClusterTestCase",
+__all__ = ["keyslot", "room_slot", "cluster_node_args", "ClusterNodeViews", "ClusterNode", "RedisCluster", "Monitor", "RedisClusterTestCase",
            "ClusterFailure", "parse_metric_labels", "CLUSTER_TIMEOUT", "chats_of", "answers_of", "resp_pipeline",
            "check_room_log", "ChatTraffic", "wait_delivered"]
 
@@ -81,10 +81,12 @@ def room_slot(room):
 # RESP on one connection (ASKING must precede its command on the same connection)
 
 
-def resp_pipeline(port, commands, timeout=5.0):
+def resp_pipeline(port, commands, timeout=5.0, connect=None):
     """Send `commands` (lists of args) on one connection; return the replies in order. An error reply is returned
-    as a RuntimeError instance, not raised."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    as a RuntimeError instance, not raised. The connection goes to 127.0.0.1:port, or is connect(timeout) (a
+    connected socket: e.g. one made inside a network namespace)."""
+    sock = connect(timeout) if connect is not None else socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    with sock as s:
         out = b""
         for args in commands:
             out += b"*%d\r\n" % len(args)
@@ -115,18 +117,17 @@ def _parse_info(text):
 # Nodes
 
 
-class ClusterNode(Redis):
-    """One cluster-enabled redis-server: its own folder (nodes.conf survives a kill, so a restart rejoins)."""
-
-    def __init__(self, index, port, bus_port, node_timeout_ms=NODE_TIMEOUT_MS):
-        super().__init__(extra_args=[
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus_port),
+def cluster_node_args(bus_port, node_timeout_ms=NODE_TIMEOUT_MS):
+    """redis-server arguments of a cluster node (see the module's doc for why these)."""
+    return ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus_port),
             "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"])
-        self.index = index
-        self.port = port
-        self.bus_port = bus_port
-        self.node_id = None
+            "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"]
+
+
+class ClusterNodeViews:
+    """What RedisCluster asks of a node, on top of: index, port, ip, node_id, proc, command(*args), log(),
+    pipeline(commands, timeout) (resp_pipeline on a connection to the node), start(), kill(), restart(), cleanup().
+    Mixed into ClusterNode (local) and netns_lab.HostClusterNode (on a lab host)."""
 
     def __repr__(self):
         return "<node %d %s %s%s>" % (self.index, self.addr, (self.node_id or "?")[:8],
@@ -134,15 +135,7 @@ class ClusterNode(Redis):
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
-
-    def start(self, port=None, timeout=None):
-        super().start(port=self.port, timeout=timeout or CLUSTER_TIMEOUT)
-        self.node_id = self.command("CLUSTER", "MYID")
-        return self
-
-    def restart(self):
-        return self.start()
+        return "%s:%d" % (self.ip, self.port)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -190,12 +183,37 @@ class ClusterNode(Redis):
         return "\n".join(self.log().splitlines()[-lines:])
 
 
+class ClusterNode(ClusterNodeViews, Redis):
+    """One cluster-enabled redis-server: its own folder (nodes.conf survives a kill, so a restart rejoins)."""
+
+    ip = "127.0.0.1"
+
+    def __init__(self, index, port, bus_port, node_timeout_ms=NODE_TIMEOUT_MS):
+        super().__init__(extra_args=cluster_node_args(bus_port, node_timeout_ms))
+        self.index = index
+        self.port = port
+        self.bus_port = bus_port
+        self.node_id = None
+
+    def start(self, port=None, timeout=None):
+        super().start(port=self.port, timeout=timeout or CLUSTER_TIMEOUT)
+        self.node_id = self.command("CLUSTER", "MYID")
+        return self
+
+    def restart(self):
+        return self.start()
+
+    def pipeline(self, commands, timeout=5.0):
+        return resp_pipeline(self.port, commands, timeout)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The cluster
 
 
 class RedisCluster:
-    """A Redis Cluster of `masters` masters with `replicas` replicas each, on localhost."""
+    """A Redis Cluster of `masters` masters with `replicas` replicas each, on localhost. Subclasses put the nodes
+    elsewhere by overriding _new_node() and _create() (netns_lab.HostRedisCluster: on lab hosts)."""
 
     def __init__(self, masters=3, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS):
         self.n_masters = masters
@@ -215,23 +233,31 @@ class RedisCluster:
         n = self.n_masters * (1 + self.n_replicas)
         used = set()
         for i in range(n):
-            for attempt in range(20):
-                port, bus = quiet_port(), quiet_port()
-                if port != bus and not {port, bus} & used:
-                    break
-            used |= {port, bus}
-            node = ClusterNode(i, port, bus, self.node_timeout_ms)
+            node = self._new_node(i, used)
             self.nodes.append(node)
             node.start()
-        cmd = ["redis-cli", "--cluster", "create"] + [nd.addr for nd in self.nodes] + [
+        args = ["--cluster", "create"] + [nd.addr for nd in self.nodes] + [
             "--cluster-replicas", str(self.n_replicas), "--cluster-yes"]
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-        if proc.returncode != 0:
-            raise ClusterFailure("redis-cli --cluster create failed (%d):\n%s"
-                                 % (proc.returncode, proc.stdout.decode("utf-8", "replace")))
+        returncode, output = self._create(args, timeout)
+        if returncode != 0:
+            raise ClusterFailure("redis-cli --cluster create failed (%d):\n%s" % (returncode, output))
         self.wait_ok(require_replicas=True, timeout=timeout)
         return self
+
+    def _new_node(self, i, used):
+        """Node number i (not started), on ports not in `used` (which it extends)."""
+        for attempt in range(20):
+            port, bus = quiet_port(), quiet_port()
+            if port != bus and not {port, bus} & used:
+                break
+        used |= {port, bus}
+        return ClusterNode(i, port, bus, self.node_timeout_ms)
+
+    def _create(self, args, timeout):
+        """Run `redis-cli ARGS` (--cluster create ...); returns (exit code, output)."""
+        proc = subprocess.run(["redis-cli"] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
     def cleanup(self):
         for nd in self.nodes:
@@ -250,8 +276,15 @@ class RedisCluster:
                 return nd
         raise KeyError(node_id)
 
+    def by_addr(self, addr):
+        """The node at 'ip:port' (as CLUSTER SLOTS, MOVED and ASK name it)."""
+        for nd in self.nodes:
+            if nd.addr == addr:
+                return nd
+        raise KeyError(addr)
+
     def seeds(self, nodes=None):
-        """'127.0.0.1:p1,127.0.0.1:p2,...' for --redis-cluster (all nodes by default)."""
+        """'ip:p1,ip:p2,...' for --redis-cluster (all nodes by default)."""
         return ",".join(nd.addr for nd in (nodes if nodes is not None else self.nodes))
 
     def _any_view(self):
@@ -304,15 +337,14 @@ class RedisCluster:
     def command(self, key, *args, timeout=5.0):
         """A command about `key`, sent to its owner; MOVED and ASK followed (a few times)."""
         node = self.node_for_key(key)
-        port = node.port
         asking = False
         for _ in range(5):
             cmds = ([["ASKING"]] if asking else []) + [list(args)]
-            reply = resp_pipeline(port, cmds, timeout)[-1]
+            reply = node.pipeline(cmds, timeout)[-1]
             if isinstance(reply, RuntimeError):
                 msg = str(reply).replace("redis error: ", "")
                 if msg.startswith("MOVED ") or msg.startswith("ASK "):
-                    port = int(msg.split()[2].rsplit(":", 1)[1])
+                    node = self.by_addr(msg.split()[2])
                     asking = msg.startswith("ASK ")
                     continue
                 if msg.startswith("TRYAGAIN"):
@@ -481,7 +513,7 @@ class RedisCluster:
             keys = src.command("CLUSTER", "GETKEYSINSLOT", slot, batch)
             if not keys:
                 return moved
-            reply = src.command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "REPLACE", "KEYS", *keys)
+            reply = src.command("MIGRATE", dst.ip, dst.port, "", 0, 5000, "REPLACE", "KEYS", *keys)
             if reply not in ("OK", "NOKEY"):
                 raise ClusterFailure("MIGRATE: %r" % (reply,))
             moved += len(keys)

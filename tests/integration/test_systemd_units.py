@@ -45,12 +45,12 @@ class UnitFilesTest(unittest.TestCase):
         self.assertEqual(t.get("WantedBy"), ["multi-user.target"])
 
     def test_env_example_is_what_the_server_reads(self):
-        """Every variable the example sets or shows is one that `roomcast --help` lists (or HOST/PORT/REDIS_URL)."""
+        """Every variable the example sets or shows is one that `roomcast --help` lists ."""
         help_text = subprocess.run([os.environ["ROOMCAST_BIN"], "--help"], stdout=subprocess.PIPE, check=True,
                                    timeout=10).stdout.decode()
         with open(os.path.join(UNITS, "roomcast.env")) as f:
             names = re.findall(r"^#?([A-Z][A-Z0-9_]+)=", f.read(), re.M)
-        self.assertIn("REDIS_URL", names)
+        self.assertIn("ROOMCAST_REDIS_URL", names)
         for n in names:
             self.assertRegex(help_text, r"\b%s\b" % n, "roomcast.env names %s, which roomcast does not read" % n)
 
@@ -154,7 +154,7 @@ esac
 
     def test_several_instances_need_redis(self):
         with open(self.env_file, "w") as f:
-            f.write("PORT=8080\n#REDIS_URL=redis://127.0.0.1:6379\n")
+            f.write("PORT=8080\n#ROOMCAST_REDIS_URL=redis://127.0.0.1:6379\n")
         code, out = self.enable("2")
         self.assertEqual(code, 1, out)
         self.assertIn("standalone", out)
@@ -163,7 +163,7 @@ esac
 
     def test_enable_grow_shrink_disable(self):
         with open(self.env_file, "w") as f:
-            f.write("PORT=8080\nREDIS_URL=redis://127.0.0.1:6379\n")
+            f.write("PORT=8080\nROOMCAST_REDIS_URL=redis://127.0.0.1:6379\n")
         code, out = self.enable("3")
         self.assertEqual(code, 0, out)
         self.assertIn("enable --quiet roomcast.target roomcast@1.service roomcast@2.service roomcast@3.service",
