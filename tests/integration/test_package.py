@@ -31,6 +31,8 @@ PACKAGED_FILES = (
     "./usr/sbin/roomcast-rolling-restart",
     "./usr/share/doc/roomcast/roomcast.env",
     "./usr/share/doc/roomcast/deploy.md",
+    "./usr/share/doc/roomcast/examples/roomcast.conf",
+    "./usr/share/man/man1/roomcast.1",
 )
 
 

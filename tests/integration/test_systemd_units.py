@@ -121,7 +121,8 @@ class EnableTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="roomcast-enable-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.bin = os.path.join(self.tmp, "bin")
-        self.wants = os.path.join(self.tmp, "roomcast.target.wants")
+        self.etc = os.path.join(self.tmp, "etc")
+        self.wants = os.path.join(self.etc, "roomcast.target.wants")
         self.log = os.path.join(self.tmp, "systemctl.log")
         self.env_file = os.path.join(self.tmp, "roomcast.env")
         os.makedirs(self.bin)
@@ -136,7 +137,7 @@ esac
         os.chmod(os.path.join(self.bin, "systemctl"), 0o755)
 
     def enable(self, *args):
-        env = dict(os.environ, PATH="%s:%s" % (self.bin, os.environ["PATH"]), ROOMCAST_WANTS_DIR=self.wants,
+        env = dict(os.environ, PATH="%s:%s" % (self.bin, os.environ["PATH"]), ROOMCAST_SYSTEMD_ETC=self.etc,
                    ROOMCAST_ENV_FILE=self.env_file)
         p = subprocess.run([os.path.join(REPO, "deploy", "roomcast-enable")] + list(args), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
@@ -180,6 +181,21 @@ esac
         self.assertIn("disable --quiet roomcast.target", self.calls())
         code, out = self.enable("two")
         self.assertEqual(code, 2, out)
+
+    def test_admin_ports(self):
+        with open(self.env_file, "w") as f:
+            f.write("PORT=8080\nROOMCAST_REDIS_URL=redis://127.0.0.1:6379\n")
+        code, out = self.enable("2", "--admin-base", "9100", "--no-start")
+        self.assertEqual(code, 0, out)
+        for i in (1, 2):
+            with open(os.path.join(self.etc, "roomcast@%d.service.d" % i, "admin-port.conf")) as f:
+                self.assertIn("[Service]\nEnvironment=ROOMCAST_ADMIN_PORT=%d\n" % (9100 + i), f.read())
+        self.assertIn("daemon-reload", self.calls())
+        code, out = self.enable("2", "--admin-base", "65535")
+        self.assertEqual(code, 2, out)
+        code, out = self.enable("--disable")
+        self.assertEqual(code, 0, out)
+        self.assertFalse(os.path.exists(os.path.join(self.etc, "roomcast@1.service.d")))
 
 
 if __name__ == "__main__":
