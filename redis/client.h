@@ -82,6 +82,9 @@ class Connection {
     std::function<void(std::string_view channel)> on_lost;
     // Cluster only: a node (re)connected while the cluster as a whole stayed up (its keys may be new).
     std::function<void()> on_node_up;
+    // Cluster only: a publish ran after an ASK redirect (its slot is migrating), on a node that does not
+    // serve the slot's shard channels yet: subscribers on the slot's owner did not hear it. key: its key.
+    std::function<void(std::string_view key)> on_asked_publish;
   };
   struct Stats {
     uint64_t reconnects;     // times a connection came back up after having been up and lost it

@@ -46,6 +46,7 @@ struct Cmd {
   int redirects = 0;           // MOVED/ASK followed so far
   uint64_t retry_until = 0;    // TRYAGAIN: retried until then (0: not yet refused)
   bool asking = false;         // sent after ASKING (one command, on the ASK target)
+  std::string key;             // its routing key (publishes only: for on_asked_publish)
   ReplyCallback cb;            // called exactly once
 };
 
@@ -410,7 +411,12 @@ struct ClusterClient::Impl : RespTracker {
         }
       }
     }
+    bool asked_publish = c->asking && c->publish && reply->type != REDIS_REPLY_ERROR;
     call("reply", c->cb, 0, to_value(reply));
+    if (asked_publish && !stopping_) {
+      std::string key = c->key;
+      call("on_asked_publish", cb_.on_asked_publish, std::string_view(key));
+    }
   }
 
   // Sends (or queues) a command on n; a node that cannot take it fails it with kErrDown.
@@ -442,6 +448,7 @@ struct ClusterClient::Impl : RespTracker {
     if (!n || n->state != NodeState::Up) return kErrDown;
     format_command(argv, &c->resp);
     c->publish = publish;
+    if (publish) c->key = std::string(key);
     c->cb = std::move(cb);
     stats_.commands++;
     send_to(n, std::move(c));

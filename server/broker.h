@@ -36,6 +36,9 @@ class BrokerEvents {
   // Redis Cluster: the room's subscription ended while the broker stayed up (its master failed, its slot
   // moved): chats may be missed from here until on_broker_subscribed confirms it again on the new owner.
   virtual void on_broker_lost(std::string_view room) {}
+  // Redis Cluster: chats of the room may have been published where this instance's subscription did not
+  // hear them (through another node, mid-migration); the room's stream has them.
+  virtual void on_broker_gap(std::string_view room) {}
   // A message of the control channel (PROTOCOL.md section 9), published by any instance, this one too.
   virtual void on_broker_control(std::string_view payload) {}
 };

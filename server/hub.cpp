@@ -294,6 +294,8 @@ void Hub::on_broker_subscribed(std::string_view room_id) { rooms_->on_subscribed
 
 void Hub::on_broker_lost(std::string_view room_id) { rooms_->on_lost(room_id); }
 
+void Hub::on_broker_gap(std::string_view room_id) { rooms_->on_gap(room_id); }
+
 void Hub::on_broker_state(bool up) {
   if (up) LOG_INFO("broker %s: up", server_->broker().mode());
   else LOG_WARN("broker %s: down; chats are answered `unavailable` until it is back", server_->broker().mode());

@@ -55,6 +55,7 @@ class Hub : public BrokerEvents {
   void on_broker_message(std::string_view room, std::string_view payload) override;
   void on_broker_subscribed(std::string_view room) override;
   void on_broker_lost(std::string_view room) override;
+  void on_broker_gap(std::string_view room) override;
   void on_broker_state(bool up) override;
   void on_broker_control(std::string_view payload) override;
 

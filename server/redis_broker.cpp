@@ -234,10 +234,12 @@ const std::string kReapScript = std::string(kReapLines) +
 
 // Redis Cluster's heartbeat: the instance set, liveness keys and room sets share the hash tag {roomcast}, so
 // this script touches one slot; a dead instance's member lines live in each room's slot and are removed
-// by kRoomReapScript, run by the one instance whose ZREM took it out. KEYS[1] the instance set; ARGV[1]
+// by kRoomReapScript. The one instance whose ZREM took it out moves its room set to a reaping set, which
+// every heartbeat returns until each room is clean (kReapedRoomScript): a room whose master is down
+// then, or a reaper that dies half-way, only delays the removal. KEYS[1] the instance set; ARGV[1]
 // the bookkeeping prefix ("<prefix>roomcast:{roomcast}:"), ARGV[2] this instance, ARGV[3] '1' to treat
 // its own old entries as dead, ARGV[4] the instance TTL in ms.
-// Returns {1 if this instance had been reaped, live instances, dead instance, its rooms, dead, rooms, ...}.
+// Returns {1 if this instance had been reaped, live instances, dead instance, its rooms left to clean, ...}.
 const char* kClusterReapScript =
     "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
     "local t = redis.call('TIME')\n"
@@ -245,13 +247,19 @@ const char* kClusterReapScript =
     "local out = {0, {}}\n"
     "local function reap(inst)\n"
     "  local rooms_key = prefix .. 'instance:' .. inst .. ':rooms'\n"
-    "  out[#out + 1] = inst\n"
-    "  out[#out + 1] = redis.call('SMEMBERS', rooms_key)\n"
+    "  local reaping = prefix .. 'reaping:' .. inst\n"
+    "  redis.call('SUNIONSTORE', reaping, reaping, rooms_key)\n"
     "  redis.call('DEL', rooms_key)\n"
+    "  if redis.call('SCARD', reaping) > 0 then redis.call('SADD', prefix .. 'reaping', inst) end\n"
     "end\n"
     "local prev = redis.call('ZSCORE', KEYS[1], self)\n"
     "redis.call('ZADD', KEYS[1], now, self)\n"
-    "if ARGV[3] == '1' then reap(self) elseif not prev then out[1] = 1 end\n"
+    "if ARGV[3] == '1' then reap(self)\n"
+    "elseif not prev then\n"  // taken for dead, and back: it enters its members again; nothing left to clean
+    "  out[1] = 1\n"
+    "  redis.call('DEL', prefix .. 'reaping:' .. self)\n"
+    "  redis.call('SREM', prefix .. 'reaping', self)\n"
+    "end\n"
     "if prev and now - tonumber(prev) <= ttl / 2 then\n"
     "  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl)) do\n"
     "    if inst ~= self and redis.call('EXISTS', prefix .. 'instance:' .. inst) == 0 then\n"
@@ -262,7 +270,19 @@ const char* kClusterReapScript =
     "for _, inst in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
     "  if inst == self or redis.call('EXISTS', prefix .. 'instance:' .. inst) == 1 then table.insert(out[2], inst) end\n"
     "end\n"
+    "for _, inst in ipairs(redis.call('SMEMBERS', prefix .. 'reaping')) do\n"
+    "  out[#out + 1] = inst\n"
+    "  out[#out + 1] = redis.call('SMEMBERS', prefix .. 'reaping:' .. inst)\n"
+    "end\n"
     "return out\n";
+
+// Redis Cluster: one room of a dead instance is clean (kRoomReapScript answered). KEYS[1] the instance's
+// reaping set, KEYS[2] the set of instances being reaped ({roomcast} slot); ARGV[1] the instance, ARGV[2]
+// the room.
+const char* kReapedRoomScript =
+    "redis.call('SREM', KEYS[1], ARGV[2])\n"
+    "if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end\n"
+    "return 1\n";
 
 // Redis Cluster: one room's part of a reaping. KEYS[1] the members hash; ARGV[1] the dead instance, ARGV[2]
 // the room id, ARGV[3] the room's channel (same slot). Removes its lines, SPUBLISHes their leaves.
@@ -270,6 +290,9 @@ const std::string kRoomReapScript = std::string(kReapLines) +
     "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
+// Redis Cluster: the message on a room's channel telling every instance to back-fill the room (see
+// on_asked_publish); never given to clients.
+constexpr std::string_view kResyncEvent = "{\"type\":\"resync\"}";
 constexpr uint64_t kResolveRetryMs = 250;    // chats in doubt not resolved: asked about again after this
 constexpr size_t kChatRecords = 8192;         // records kept per instance: over the chats-in-flight bound
 
@@ -316,7 +339,10 @@ class RedisBroker : public Broker {
         publish_cmd_(cluster ? "SPUBLISH" : "PUBLISH"),
         history_(std::to_string(config.history)),
         history_ttl_ms_(std::to_string(static_cast<int64_t>(config.history_ttl * 1000))),
-        instance_(config.instance_id),
+        // Redis Cluster: this process's name in Redis is its --instance-id and its start time, so that a
+        // process restarted under the same id never shares member lines with its predecessor: those are
+        // reaped as a dead instance's, by whichever instance sees it first, room by room (below).
+        instance_(cluster ? config.instance_id + "~" + std::to_string(wall_ms()) : config.instance_id),
         instance_ttl_ms_(static_cast<uint64_t>(config.instance_ttl * 1000)) {
     uv_timer_init(loop, &heartbeat_);
     uv_timer_init(loop, &resolve_timer_);
@@ -331,7 +357,8 @@ class RedisBroker : public Broker {
     redis::Client::Callbacks cb;
     cb.on_message = [this](std::string_view channel, std::string_view payload) {
       std::string_view room;
-      if (room_of(channel, &room)) events_->on_broker_message(room, payload);
+      if (room_of(channel, &room) && payload == kResyncEvent) events_->on_broker_gap(room);
+      else if (room_of(channel, &room)) events_->on_broker_message(room, payload);
       else if (channel == control_channel()) events_->on_broker_control(payload);
     };
     cb.on_subscribed = [this](std::string_view channel) {
@@ -348,6 +375,15 @@ class RedisBroker : public Broker {
       if (room_of(channel, &room)) events_->on_broker_lost(room);
     };
     cb.on_node_up = [this] { on_node_up(); };
+    // A chat that ran on a slot's importing node (ASK) reached no subscriber: every instance subscribed
+    // on the slot's owner is told to back-fill the room from its stream (they may never send a command
+    // to that room themselves, so only a message on the room's channel reaches them all).
+    cb.on_asked_publish = [this](std::string_view key) {
+      std::string_view room;
+      if (!room_of_stream(key, &room)) return;
+      std::string chan = channel(room);
+      client_->command({publish_cmd_, chan, kResyncEvent}, [](int, const redis::Value&) {});
+    };
     if (cluster)
       client_ = std::make_unique<redis::ClusterClient>(loop, std::move(seeds), std::move(opts), std::move(cb));
     else
@@ -584,10 +620,8 @@ class RedisBroker : public Broker {
     if (rc != 0) time_pending_ = false;
   }
 
-  // Redis Cluster: before this process enters any member line, the lines an earlier process with this
-  // --instance-id left are removed (one Redis does both in one script; in a cluster they live in the
-  // rooms' slots, so the removals are sent first, and are ahead of every later line on each connection).
-  // Until this heartbeat goes through (its {roomcast} master answers), the broker is not up.
+  // Redis Cluster: the first heartbeat goes through before the broker reports up, so that member listings
+  // know the live instances from the start. Until its {roomcast} master answers, the broker is not up.
   void first_cluster_heartbeat() {
     std::string set = meta_ + "instances", ttl = std::to_string(instance_ttl_ms_);
     int sent = eval(kClusterReapScript, {set}, {meta_, instance_, "1", ttl}, [this](int status, const redis::Value& reply) {
@@ -767,16 +801,26 @@ class RedisBroker : public Broker {
     for (const redis::Value& v : reply.elements[1].elements) live_.insert(v.str);
     for (size_t i = 2; i + 1 < reply.elements.size(); i += 2) {
       const std::string& dead = reply.elements[i].str;
-      for (const redis::Value& room : reply.elements[i + 1].elements) {
-        std::string key = members_key(room.str), chan = channel(room.str);
-        eval(kRoomReapScript.c_str(), {key}, {dead, room.str, chan}, [room = room.str](int st, const redis::Value& r) {
-          if (st == 0 && r.type == redis::Value::Type::Integer && r.integer > 0)
-            LOG_INFO("redis: room %s: %lld members of a dead instance removed; the room was told", room.c_str(), r.integer);
-        });
-      }
-      if (dead != instance_) LOG_INFO("redis: instance %s is dead (no heartbeat for --instance-ttl): its members are removed", dead.c_str());
+      for (const redis::Value& room : reply.elements[i + 1].elements) reap_room(dead, room.str);
     }
     if (reply.elements[0].integer == 1) rejoin_after_reaped();
+  }
+
+  // Redis Cluster: removes a dead instance's lines from one room and tells the room; then marks the room
+  // clean. Not done (the room's master down, CLUSTERDOWN): the next heartbeat returns it again. Every
+  // instance may try; the room script is idempotent (a line is removed, and its leave published, once).
+  void reap_room(const std::string& dead, const std::string& room) {
+    std::string id = dead + '\n' + room;
+    if (!reaping_.insert(id).second) return;  // already in flight here
+    std::string key = members_key(room), chan = channel(room);
+    int rc = eval(kRoomReapScript.c_str(), {key}, {dead, room, chan}, [this, id, dead, room](int st, const redis::Value& r) {
+      reaping_.erase(id);
+      if (st != 0 || r.type != redis::Value::Type::Integer) return;
+      if (r.integer > 0) LOG_INFO("redis: room %s: %lld members of dead instance %s removed; the room was told", room.c_str(), r.integer, dead.c_str());
+      std::string set = meta_ + "reaping:" + dead, index = meta_ + "reaping";
+      eval(kReapedRoomScript, {set, index}, {dead, room}, [](int, const redis::Value&) {});
+    });
+    if (rc != 0) reaping_.erase(id);
   }
 
   // Redis Cluster: the users of a room whose lines belong to live instances. The liveness keys live in
@@ -855,6 +899,13 @@ class RedisBroker : public Broker {
     resolve();
   }
 
+  // The room of a stream key (<prefix>room:{R}:log).
+  bool room_of_stream(std::string_view key, std::string_view* room) const {
+    constexpr std::string_view tail = ":log";
+    if (key.size() <= tail.size() || key.substr(key.size() - tail.size()) != tail) return false;
+    return room_of(key.substr(0, key.size() - tail.size()), room);
+  }
+
   bool room_of(std::string_view channel, std::string_view* room) const {
     std::string head = prefix_ + (cluster_ ? "room:{" : "room:");
     if (channel.substr(0, head.size()) != head) return false;
@@ -873,7 +924,7 @@ class RedisBroker : public Broker {
   const char* publish_cmd_;               // PUBLISH, or SPUBLISH in a cluster
   std::string history_;                   // stream length to keep, as text
   std::string history_ttl_ms_;            // --history-ttl in ms, as text
-  std::string instance_;                  // --instance-id
+  std::string instance_;                  // --instance-id (Redis Cluster: "~" and the start time appended)
   uint64_t instance_ttl_ms_;              // --instance-ttl in ms
   uv_timer_t heartbeat_;                  // renews the instance key; in stop(), the drain deadline
   uv_timer_t resolve_timer_;              // resolve() again once Redis's clock passed the deadlines
@@ -891,6 +942,7 @@ class RedisBroker : public Broker {
   // new chat until they are resolved (their records must stay among the newest of the capped list).
   std::map<std::string, std::map<uint64_t, Doubt>> doubts_;
   std::unordered_set<std::string> live_;  // Redis Cluster: instances alive at the last heartbeat
+  std::unordered_set<std::string> reaping_;  // Redis Cluster: "<dead>\n<room>" reaps in flight here
   std::unordered_map<std::string, Line> lines_;  // this instance's member lines, by "<hash>\n<entry>"
   uint64_t line_gen_ = 0;
   std::unique_ptr<redis::Connection> client_;

@@ -524,20 +524,31 @@ void Rooms::on_subscribed(std::string_view room_id) {
     }
     case RoomState::Live:
     case RoomState::Syncing:
-      // Confirmed again without a reported outage: the subscription may have had a gap. Fill it, and
-      // read again for first joins whose read may have run in that gap.
-      r->last_live_known = false;
-      for (Seat& s : r->seats) {
-        if (s.state != SeatState::Reading) continue;
-        s.read = 0;
-        s.state = SeatState::Waiting;
-        r->readers--;
-      }
-      request_sync(r);
-      start_reads(r);
+      // Confirmed again without a reported outage: the subscription may have had a gap.
+      fill_gap(r);
       break;
     case RoomState::Lingering: break;
   }
+}
+
+void Rooms::on_gap(std::string_view room_id) {
+  Room* r = find(room_id);
+  if (!r || (r->state != RoomState::Live && r->state != RoomState::Syncing)) return;
+  LOG_DEBUG("room %s: live delivery may have missed chats; back-filling", r->id.c_str());
+  fill_gap(r);
+}
+
+void Rooms::fill_gap(Room* r) {
+  // Fill the gap from the stream, and read again for first joins whose read may have run in it.
+  r->last_live_known = false;
+  for (Seat& s : r->seats) {
+    if (s.state != SeatState::Reading) continue;
+    s.read = 0;
+    s.state = SeatState::Waiting;
+    r->readers--;
+  }
+  request_sync(r);
+  start_reads(r);
 }
 
 void Rooms::unsubscribed(Room* r) {

@@ -175,6 +175,8 @@ class Rooms {
   void on_state(bool up);
   // Redis Cluster: the room's subscription ended (its master failed, its slot moved) while the broker stayed up.
   void on_lost(std::string_view room);
+  // Live delivery may have missed chats the room's stream holds: back-fill (as on a confirmation again).
+  void on_gap(std::string_view room);
 
   // The room's members on every instance (cluster brokers) or here; done may run at once.
   void list_members(std::string_view room, std::function<void(MemberList)> done);
@@ -211,7 +213,8 @@ class Rooms {
   void remove_seat(Room* r, Member& m);
   void emptied(Room* r);
   void release(Room* r);
-  void unsubscribed(Room* r);  // back to SUBSCRIBING: nothing live is known, reads start again
+  void unsubscribed(Room* r);
+  void fill_gap(Room* r);  // LIVE/SYNCING: back-fill from positions; reads in flight start again  // back to SUBSCRIBING: nothing live is known, reads start again
   void schedule_retry(Room* r);
   MemberList merge_members(Room* r, const std::vector<std::string>* remote) const;
   std::string member_key(const Member& m) const { return std::to_string(m.member_id()); }

@@ -904,17 +904,23 @@ class Chaos:
         # A live instance owns its liveness key, its list of rooms with members (empty sets vanish), and its
         # chat records (docs/protocol.md, Redis details); the instance set may name live instances only.
         live = {i.label for i in self.world.instances if i.alive()}
-        allowed = set()
         meta = "roomcast:{roomcast}:" if self.cluster else "roomcast:"
         registry_key = meta + "instances"
         # Chat records: one list per instance (one Redis), one per room and instance in the room's slot (cluster).
         records = re.compile(r"^room:\{.+\}:chats:.+$" if self.cluster else r"^roomcast:chats:.+$")
-        for label in live:
-            allowed |= {meta + "instance:%s" % label, meta + "instance:%s:rooms" % label, "roomcast:chats:%s" % label}
+        # In a cluster an instance's Redis name is its --instance-id, "~" and its start time (a restart under
+        # the same id is another instance there); one Redis uses the id itself.
+        def label_of(name):
+            return name.split("~", 1)[0] if self.cluster else name
         while True:
             keys = set(await asyncio.to_thread(self.all_keys))
             registry = set(await asyncio.to_thread(kc, registry_key, "ZRANGE", registry_key, "0", "-1") or [])
-            left = sorted(k for k in keys if k not in allowed and not (k == registry_key and registry <= live))
+            allowed = set()
+            for name in (registry if self.cluster else live):
+                if label_of(name) in live:
+                    allowed |= {meta + "instance:%s" % name, meta + "instance:%s:rooms" % name, "roomcast:chats:%s" % name}
+            left = sorted(k for k in keys if k not in allowed
+                          and not (k == registry_key and {label_of(n) for n in registry} <= live))
             # Chat records of instances that died stay (bounded, 8192 entries) until their TTL of a day: a
             # cut-off instance needs them to answer its chats in doubt truthfully when it comes back, and
             # nobody can tell a dead instance from a cut-off one. They must carry that TTL, nothing longer.

@@ -191,20 +191,27 @@ class Delivery(RedisClusterTestCase):
         log, members = "room:{%s}:log" % room, "room:{%s}:members" % room
         self.assertLessEqual({log, members}, here, here)
         self.assertLessEqual({"alice", "bob"}, set(await asyncio.to_thread(cmd, members, "HKEYS", members)))
+        # In Redis an instance is named by its --instance-id and its start time (<id>~<ms>): a process
+        # restarted under the same id never shares member lines or records with its predecessor.
+        instances = "roomcast:{roomcast}:instances"
+        names = set(await asyncio.to_thread(cmd, instances, "ZRANGE", instances, 0, -1))
+        redis_name = {}
         for iid in ("i1", "i2"):
-            records = "room:{%s}:chats:%s" % (room, iid)
+            found = [n for n in names if re.fullmatch(r"%s~\d{13}" % iid, n)]
+            self.assertEqual(len(found), 1, "one Redis name <id>~<start ms> for %s in %s" % (iid, names))
+            redis_name[iid] = found[0]
+        for iid in ("i1", "i2"):
+            records = "room:{%s}:chats:%s" % (room, redis_name[iid])
             self.assertIn(records, here, "chat records of %s" % iid)
             ttl = await asyncio.to_thread(cmd, records, "TTL", records)
             self.assertTrue(0 < ttl <= 86400, "TTL of %s: %r" % (records, ttl))
-        instances = "roomcast:{roomcast}:instances"
-        self.assertLessEqual({"i1", "i2"}, set(await asyncio.to_thread(cmd, instances, "ZRANGE", instances, 0, -1)))
         for iid in ("i1", "i2"):
-            live = "roomcast:{roomcast}:instance:%s" % iid
+            live = "roomcast:{roomcast}:instance:%s" % redis_name[iid]
             self.assertEqual(await asyncio.to_thread(cmd, live, "EXISTS", live), 1, live)
             rooms = live + ":rooms"
             self.assertIn(room, await asyncio.to_thread(cmd, rooms, "SMEMBERS", rooms), rooms)
         allowed = re.compile(r"^(room:\{[A-Za-z0-9_.:-]+\}:(log|members|chats:.+)"
-                             r"|roomcast:\{roomcast\}:(instances|instance:.+))$")
+                             r"|roomcast:\{roomcast\}:(instances|instance:.+|reaping|reaping:.+))$")
         for m in c.masters():
             strays = [k for k in await asyncio.to_thread(self.scan, m, "*") if not allowed.match(k)]
             self.assertEqual(strays, [], "keys outside section 7's names on %s" % m.addr)
@@ -222,7 +229,8 @@ class Delivery(RedisClusterTestCase):
         self.assertEqual(await asyncio.to_thread(c.stream_ids, room, "pfx:"), [ack["id"]])
         self.assertEqual(await asyncio.to_thread(c.stream_ids, room), [])
         instances = "pfx:roomcast:{roomcast}:instances"
-        self.assertIn("p1", await asyncio.to_thread(c.command, instances, "ZRANGE", instances, 0, -1))
+        names = await asyncio.to_thread(c.command, instances, "ZRANGE", instances, 0, -1)
+        self.assertEqual(len([n for n in names if re.fullmatch(r"p1~\d{13}", n)]), 1, names)
 
     async def test_probe_per_master(self):
         """Each master gets the instance's liveness probe: an SPUBLISH on roomcast:probe:{<tag>}:<id> whose slot
