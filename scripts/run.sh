@@ -29,8 +29,8 @@ while [ $# -gt 0 ]; do
 done
 set -- ${args[@]+"${args[@]}"}
 
-./scripts/deps.sh
-./scripts/build.sh build
+./scripts/deps.sh run
+./scripts/build.sh --no-tests build
 
 auth_opts=()
 if [ $auth = 1 ]; then

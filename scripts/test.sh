@@ -5,7 +5,7 @@
 # ROOMCAST_SKIP_SANITIZE=1 skips the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+./scripts/deps.sh test
 
 echo "== build (Release)"
 ./scripts/build.sh build

@@ -15,12 +15,10 @@
 
 #include "server/auth.h"
 #include "server/log.h"
+#include "server/static_files.h"
 
 #ifndef ROOMCAST_VERSION
 #define ROOMCAST_VERSION "0.0.0"
-#endif
-#ifndef ROOMCAST_DEFAULT_STATIC
-#define ROOMCAST_DEFAULT_STATIC "client-web"
 #endif
 
 namespace roomcast::server {
@@ -51,6 +49,9 @@ struct Setting {
 #define FIELD(member) [](Config& c) -> void* { return &c.member; }
 
 const std::vector<Setting>& table() {
+  // The web client's folder is found at run time (installed: next to the binary; else the sources'), and
+  // --help and --check-config show the folder this binary would really use.
+  static const std::string static_default = default_static_dir();
   static const std::vector<Setting> t = {
       {"config", "ROOMCAST_CONFIG", Kind::Text, "FILE", "(none)", 0, 0, nullptr, Mask::None,
        "read settings from FILE: lines `name = value' with the names of these options (without --), # comments; "
@@ -73,7 +74,7 @@ const std::vector<Setting>& table() {
        "if longer) drops the link", FIELD(redis_probe_interval)},
       {"redis-prefix", "ROOMCAST_REDIS_PREFIX", Kind::Text, "PREFIX", "(empty)", 0, 0, nullptr, Mask::None,
        "prefix of every Redis key and channel", FIELD(redis_prefix)},
-      {"static", "ROOMCAST_STATIC", Kind::Text, "DIR", ROOMCAST_DEFAULT_STATIC, 0, 0, nullptr, Mask::None,
+      {"static", "ROOMCAST_STATIC", Kind::Text, "DIR", static_default.c_str(), 0, 0, nullptr, Mask::None,
        "folder of the web client", FIELD(static_dir)},
       {"max-message", "ROOMCAST_MAX_MESSAGE", Kind::Size, "BYTES", "65536", 128, 64.0 * 1024 * 1024, nullptr, Mask::None,
        "largest WebSocket message in bytes; larger: close 1009", FIELD(max_message)},
@@ -547,7 +548,11 @@ std::string config_man() {
     m += ".TP\n.BI " + roff_flag(s.name) + " \" " + s.arg + "\"\n";
     m += roff(s.help) + ".\n";
     if (s.kind == Kind::Repeat) m += "Repeatable.\n";
-    m += ".br\nEnvironment: \\fB" + std::string(s.env) + "\\fR; default: " + roff(shown_default(s)) + ".\n";
+    // The page is written at build time: the web client's folder is described, not the build tree's path.
+    std::string def = strcmp(s.name, "static") == 0
+                          ? "the bundled web client, BIN/../share/roomcast/client-web next to the installed binary"
+                          : shown_default(s);
+    m += ".br\nEnvironment: \\fB" + std::string(s.env) + "\\fR; default: " + roff(def) + ".\n";
   }
   for (const Action& a : kActions) m += ".TP\n.B " + roff_flag(a.name) + "\n" + roff(a.help) + ".\n";
   m += ".SH ENVIRONMENT\n";

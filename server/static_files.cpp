@@ -2,12 +2,21 @@
 // Rule: bounded: at most 1000 files and 64 MiB, so a wrong --static cannot eat the machine.
 #include "server/static_files.h"
 
+#include <uv.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "protocol/http_path.h"
 #include "server/log.h"
+
+#ifndef ROOMCAST_DEFAULT_STATIC
+#define ROOMCAST_DEFAULT_STATIC "client-web"
+#endif
+#ifndef ROOMCAST_INSTALLED_STATIC
+#define ROOMCAST_INSTALLED_STATIC "../share/roomcast/client-web"
+#endif
 
 namespace roomcast::server {
 
@@ -34,6 +43,17 @@ int StaticFiles::load(const std::string& dir) {
     files_[name] = std::move(f);
   }
   return static_cast<int>(files_.size());
+}
+
+std::string default_static_dir() {
+  char exe[4096];
+  size_t size = sizeof(exe);
+  if (uv_exepath(exe, &size) == 0) {
+    std::error_code ec;
+    fs::path installed = (fs::path(std::string(exe, size)).parent_path() / ROOMCAST_INSTALLED_STATIC).lexically_normal();
+    if (fs::is_directory(installed, ec)) return installed.string();
+  }
+  return ROOMCAST_DEFAULT_STATIC;
 }
 
 const StaticFiles::File* StaticFiles::find(const std::string& name) const {

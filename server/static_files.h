@@ -25,4 +25,9 @@ class StaticFiles {
   size_t bytes_ = 0;                             // total size
 };
 
+// The web client's folder when --static is not given: <exe dir>/../share/roomcast/client-web (an installed
+// binary, found through uv_exepath, i.e. /proc/self/exe) when that folder exists, else the source tree's
+// client-web baked in at build time (a development build run from its build tree).
+std::string default_static_dir();
+
 }  // namespace roomcast::server
