@@ -93,7 +93,13 @@ struct Client::Impl {
   std::deque<Pending> inflight_;  // sent on pub_, reply not yet seen, in send order
   Subscriptions subs_;            // wanted channels and their state on sub_
 
-  std::deque<std::pair<uint64_t, uint64_t>> probes_;  // (seq, sent at) of probes not yet back
+  struct Probe {
+    uint64_t seq, sent_at;
+    uint64_t answered_at = 0;  // when Redis answered its PUBLISH (0: not yet)
+  };
+  std::deque<Probe> probes_;                          // probes not yet back on sub, oldest first
+  uint64_t last_pub_reply_ = 0;                       // uv_now() of the last reply on pub
+  uint64_t last_sub_msg_ = 0;                         // uv_now() of the last message on sub
   uint64_t probe_seq_ = 0;                            // last probe seq sent
   uint64_t last_probe_ = 0;                           // uv_now() of the last probe sent
 
@@ -350,6 +356,7 @@ struct Client::Impl {
     ever_up_ = true;
     probes_.clear();
     last_probe_ = 0;
+    last_pub_reply_ = last_sub_msg_ = uv_now(loop_);
     send_probe(uv_now(loop_));
     call("on_state", cb_.on_state, true);
   }
@@ -358,7 +365,16 @@ struct Client::Impl {
 
   void send_probe(uint64_t now) {
     std::string seq = std::to_string(++probe_seq_);
-    if (send_argv(pub_, nullptr, {"PUBLISH", probe_channel_, seq})) probes_.emplace_back(probe_seq_, now);
+    // Answered through inflight_ like a command, so that the time Redis ran it is known (see tick()).
+    uint64_t n = probe_seq_;
+    if (send_argv(pub_, on_pub_reply, {"PUBLISH", probe_channel_, seq})) {
+      inflight_.push_back(Pending{[this, n](int status, const Value&) {
+        if (status != 0) return;
+        for (Probe& p : probes_)
+          if (p.seq == n) p.answered_at = uv_now(loop_);
+      }});
+      probes_.push_back(Probe{n, now});
+    }
     last_probe_ = now;
   }
 
@@ -368,7 +384,7 @@ struct Client::Impl {
       if (ch < '0' || ch > '9') return;
       seq = seq * 10 + static_cast<uint64_t>(ch - '0');
     }
-    while (!probes_.empty() && probes_.front().first <= seq) probes_.pop_front();
+    while (!probes_.empty() && probes_.front().seq <= seq) probes_.pop_front();
   }
 
   static void on_tick(uv_timer_t* t) {
@@ -387,9 +403,19 @@ struct Client::Impl {
       return drop("not ready within the connect timeout");
     }
     if (state_ != State::Up) return;
-    if (!probes_.empty() && now - probes_.front().second >= opt_.probe_deadline_ms) {
-      logf(1, "probe %llu not back on %s after %llu ms", static_cast<unsigned long long>(probes_.front().first),
-           probe_channel_.c_str(), static_cast<unsigned long long>(now - probes_.front().second));
+    // Down when a probe is overdue and a connection has been silent for the deadline: Redis answers
+    // nothing on pub (frozen, or a dead link), or it ran the probe's PUBLISH and sub has heard nothing
+    // since. A Redis that is merely behind (a long pipeline ahead of the probe) keeps answering, and is
+    // not cut off: reconnecting and re-subscribing everything would only put it further behind.
+    const Probe* p = probes_.empty() ? nullptr : &probes_.front();
+    uint64_t deadline = opt_.probe_deadline_ms;
+    bool overdue = p && now - p->sent_at >= deadline;
+    bool pub_silent = now - last_pub_reply_ >= deadline;
+    bool sub_silent = p && p->answered_at != 0 && now - std::max(p->answered_at, last_sub_msg_) >= deadline;
+    if (overdue && (pub_silent || sub_silent)) {
+      logf(1, "probe %llu not back on %s after %llu ms (%s)", static_cast<unsigned long long>(p->seq),
+           probe_channel_.c_str(), static_cast<unsigned long long>(now - p->sent_at),
+           pub_silent ? "no reply from Redis meanwhile" : "its PUBLISH ran, but the subscription heard nothing");
       return drop("probe timeout");
     }
     if (now - last_probe_ >= opt_.probe_interval_ms) send_probe(now);
@@ -475,6 +501,7 @@ struct Client::Impl {
     if (inflight_.empty()) return;
     Pending e = std::move(inflight_.front());
     inflight_.pop_front();
+    if (reply != nullptr) last_pub_reply_ = uv_now(loop_);
     if (reply == nullptr) {
       if (ac == pub_) lost(ac);
       call("reply", e.cb, stopping_ ? kErrStopped : kErrDisconnected, Value{});
@@ -514,6 +541,7 @@ struct Client::Impl {
   // so the reply's content, not the callback it came through, says what it is).
   void sub_reply(redisAsyncContext* ac, const redisReply* reply) {
     if (reply == nullptr) return lost(ac);
+    last_sub_msg_ = uv_now(loop_);
     if (reply->type == REDIS_REPLY_ERROR) {
       logf(1, "sub refused by Redis: %.*s", static_cast<int>(reply->len), reply->str);
       return drop("subscription connection refused");

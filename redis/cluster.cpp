@@ -100,7 +100,12 @@ struct ClusterClient::Impl : RespTracker {
     std::deque<SubSent> sub_sent;                  // answers expected on sub, in order
     std::string probe_channel;                     // a shard channel in a slot it owns ("" if none)
     bool probe_confirmed = false;                  // its SSUBSCRIBE answered on this connection
-    std::deque<std::pair<uint64_t, uint64_t>> probes;  // (seq, sent at) not yet back
+    struct Probe {
+      uint64_t seq, sent_at;
+      uint64_t answered_at = 0;                    // when the node ran its SPUBLISH (0: not yet)
+    };
+    std::deque<Probe> probes;                      // not yet back on sub, oldest first
+    uint64_t last_cmd_reply = 0, last_sub_msg = 0;  // uv_now() of the last reply on each connection
     uint64_t probe_seq = 0, last_probe = 0;
     uint32_t slots = 0;                            // slots it owns in the current map
     uint64_t commands = 0, publishes = 0, reconnects = 0;
@@ -255,7 +260,7 @@ struct ClusterClient::Impl : RespTracker {
     logf(n->ever_up ? 1 : 2, "%s: %s (%u slots, %llu channels)", n->addr.c_str(), n->ever_up ? "reconnected" : "connected",
          n->slots, static_cast<unsigned long long>(n->subs.wanted_count()));
     n->ever_up = true;
-    n->last_probe = uv_now(loop_);
+    n->last_probe = n->last_cmd_reply = n->last_sub_msg = uv_now(loop_);
     auto waiting = std::move(n->waiting);
     n->waiting.clear();
     for (auto& c : waiting) send_to(n, std::move(c));
@@ -347,6 +352,7 @@ struct ClusterClient::Impl : RespTracker {
 
   void cmd_reply(Node* n, redisReply* reply) {
     if (n->inflight.empty()) return drop(n, "a reply nobody asked for");
+    n->last_cmd_reply = uv_now(loop_);
     Inflight e = std::move(n->inflight.front());
     n->inflight.pop_front();
     bool error = reply->type == REDIS_REPLY_ERROR;
@@ -360,6 +366,11 @@ struct ClusterClient::Impl : RespTracker {
         return maybe_up(n);
       case Entry::Ignore: return;
       case Entry::Probe:
+        for (auto& p : n->probes)
+          if (p.answered_at == 0) {
+            p.answered_at = uv_now(loop_);
+            break;
+          }
         if (error) {
           logf(2, "%s: probe refused (%.*s); reading the slot map again", n->addr.c_str(), static_cast<int>(reply->len), reply->str);
           request_refresh();
@@ -458,6 +469,7 @@ struct ClusterClient::Impl : RespTracker {
   // ---- subscribe connection ---------------------------------------------------------------------
 
   void sub_reply(Node* n, redisReply* reply) {
+    n->last_sub_msg = uv_now(loop_);
     if (n->sub_setup_left > 0 && reply->type != REDIS_REPLY_ARRAY) {
       if (reply->type == REDIS_REPLY_ERROR) {
         logf(1, "%s: subscribe connection setup refused: %.*s", n->addr.c_str(), static_cast<int>(reply->len), reply->str);
@@ -538,7 +550,7 @@ struct ClusterClient::Impl : RespTracker {
       if (ch < '0' || ch > '9') return;
       seq = seq * 10 + static_cast<uint64_t>(ch - '0');
     }
-    while (!n->probes.empty() && n->probes.front().first <= seq) n->probes.pop_front();
+    while (!n->probes.empty() && n->probes.front().seq <= seq) n->probes.pop_front();
   }
 
   // ---- slot map ---------------------------------------------------------------------------------
@@ -714,14 +726,23 @@ struct ClusterClient::Impl : RespTracker {
       } else if (n->state == NodeState::Backoff && now >= n->retry_at) {
         connect(n);
       } else if (n->state == NodeState::Up) {
-        if (!n->probes.empty() && now - n->probes.front().second >= opt_.probe_deadline_ms) {
-          logf(1, "%s: probe %llu not back after %llu ms", n->addr.c_str(), static_cast<unsigned long long>(n->probes.front().first),
-               static_cast<unsigned long long>(now - n->probes.front().second));
+        // As in Client::tick: down when a probe is overdue and a connection has been silent for the
+        // deadline (nothing answered on cmd; or the SPUBLISH ran and sub heard nothing since). A node
+        // that is only behind keeps answering and is not cut off.
+        const Node::Probe* p = n->probes.empty() ? nullptr : &n->probes.front();
+        uint64_t deadline = opt_.probe_deadline_ms;
+        bool overdue = p && now - p->sent_at >= deadline;
+        bool cmd_silent = now - n->last_cmd_reply >= deadline;
+        bool sub_silent = p && p->answered_at != 0 && now - std::max(p->answered_at, n->last_sub_msg) >= deadline;
+        if (overdue && (cmd_silent || sub_silent)) {
+          logf(1, "%s: probe %llu not back after %llu ms (%s)", n->addr.c_str(), static_cast<unsigned long long>(p->seq),
+               static_cast<unsigned long long>(now - p->sent_at),
+               cmd_silent ? "no reply from the node meanwhile" : "its SPUBLISH ran, but the subscription heard nothing");
           drop(n, "probe timeout");
         } else if (n->probe_confirmed && now - n->last_probe >= opt_.probe_interval_ms) {
           std::string seq = std::to_string(++n->probe_seq);
           cmd_send(n, {"SPUBLISH", n->probe_channel, seq}, Entry::Probe);
-          n->probes.emplace_back(n->probe_seq, now);
+          n->probes.push_back(Node::Probe{n->probe_seq, now});
           n->last_probe = now;
         }
       }

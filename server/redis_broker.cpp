@@ -536,6 +536,8 @@ class RedisBroker : public Broker {
     std::string user_json;  // empty: the line is to be removed
     uint64_t gen;           // of the latest send: only its reply may confirm it
     bool confirmed;
+    bool inflight = false;  // its latest send is not answered yet: the heartbeat does not send it again
+                            // (under load a resend would only push the answer that confirms it further back)
   };
 
   void send_line(const std::string& id) {
@@ -544,13 +546,15 @@ class RedisBroker : public Broker {
     Line& l = it->second;
     uint64_t gen = l.gen = ++line_gen_;
     l.confirmed = false;
-    eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, l.user_json}, [this, id, gen](int status, const redis::Value& reply) {
+    int rc = eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, l.user_json}, [this, id, gen](int status, const redis::Value& reply) {
       auto found = lines_.find(id);
       if (found == lines_.end() || found->second.gen != gen) return;
+      found->second.inflight = false;
       if (status != 0 || reply.is_error()) return;  // the next heartbeat sends it again
       if (found->second.user_json.empty()) lines_.erase(found);
       else found->second.confirmed = true;
     });
+    l.inflight = rc == 0;
     if (!l.user_json.empty()) client_->command({"SADD", instance_rooms_key(), l.room}, [](int, const redis::Value&) {});
   }
 
@@ -781,7 +785,7 @@ class RedisBroker : public Broker {
     // Lines Redis refused (maxmemory) go again, now that it may take them.
     std::vector<std::string> ids;
     for (const auto& [id, l] : lines_)
-      if (!l.confirmed) ids.push_back(id);
+      if (!l.confirmed && !l.inflight) ids.push_back(id);
     for (const std::string& id : ids) send_line(id);
     client_->command({"TIME"}, [this](int status, const redis::Value& reply) {
       if (status == 0) parse_time(reply);
