@@ -1,6 +1,8 @@
-// Fan-out scenario: N members join one room, P publish-only connections send M chats each, every
-// chat carries its send time (monotonic ns) and every member times its delivery.
-// Rule: deliveries expected = chats acked x members; anything less is reported as lost, never hidden.
+// Fan-out scenario: N members join one room (or R rooms), P publish-only connections (or, with --talk,
+// every member) send M chats each, every chat carries its send time (monotonic ns) and every member
+// times its delivery. Speaks roomcast's JSON, Socket.IO's Engine.IO v4 and nchan's (HTTP POST) dialects.
+// Rule: deliveries expected = chats acked x reading members of the chat's room; anything less is
+// reported as lost, never hidden.
 #include <signal.h>
 #include <unistd.h>
 
@@ -51,14 +53,27 @@ int64_t ref_of(std::string_view text) {
 
 bool starts(std::string_view text, std::string_view prefix) { return text.rfind(prefix, 0) == 0; }
 
+enum class Dia { Roomcast, SocketIo, Nchan };
+
 struct Peer {
   Client* client = nullptr;   // nullptr once closed
-  bool publisher = false;
+  bool publisher = false;     // a publish-only connection
+  bool sender = false;        // sends chats: a publisher, or any member with --talk
   uint32_t index = 0;         // member number or publisher number
+  uint32_t id = 0;            // sender number written into its chats (publisher or member number)
   bool ready = false;         // member: `joined` seen; publisher: open
-  // Publisher only.
+  // Senders only.
   uint32_t sent = 0, acked = 0, refused = 0, inflight = 0;
+  std::string http_in;        // nchan publisher: bytes of responses not yet complete
 };
+
+// Replaces "{room}" in a path template.
+std::string with_room(const std::string& path, const std::string& room) {
+  std::string out = path;
+  size_t p = out.find("{room}");
+  if (p != std::string::npos) out.replace(p, 6, room);
+  return out;
+}
 
 class Fanout : public ClientEvents {
  public:
@@ -68,10 +83,19 @@ class Fanout : public ClientEvents {
   void on_open(Client& c) override;
   void on_text(Client& c, std::string_view text) override;
   void on_closed(Client& c, int code, const char* why) override;
+  void on_raw(Client& c, const char* data, size_t len) override;
 
  private:
+  std::string room_name(uint32_t r) const { return opt_.rooms > 1 ? opt_.room + "-" + std::to_string(r) : opt_.room; }
+  uint32_t member_room(const Peer& p) const { return p.index % static_cast<uint32_t>(opt_.rooms); }
+  // The room of a sender's chat number seq.
+  uint32_t chat_room(const Peer& p, uint32_t seq) const {
+    return p.publisher ? (p.index + seq) % static_cast<uint32_t>(opt_.rooms) : member_room(p);
+  }
+  void resolved(Peer& p, uint32_t seq, bool ack);
   enum class Phase { Setup, Publishing, Draining, Done };
   void launch();
+  void member_ready(Client& c, Peer& p);
   void maybe_start();
   void begin();
   void pump(Peer& p);
@@ -99,7 +123,12 @@ class Fanout : public ClientEvents {
   bool setup_failed_ = false;
   std::string setup_error_;
 
-  std::vector<uint32_t> last_seq_;       // [member * P + publisher]: highest seq delivered
+  Dia dia_ = Dia::Roomcast;
+  int senders_ = 0;                      // publishers, or members with --talk
+  uint32_t slots_ = 0;                   // senders a member can hear from: P, or the largest room with --talk
+  std::vector<uint64_t> room_acked_;     // chats acked per room
+  std::vector<uint32_t> room_readers_;   // reading (not stalled) members per room
+  std::vector<uint32_t> last_seq_;       // [member * slots + sender slot]: highest seq delivered
   std::vector<uint32_t> latency_us_;     // one sample per delivery
   uint64_t received_ = 0, valid_ = 0, out_of_order_ = 0, presence_ = 0, foreign_ = 0;
   std::map<std::string, uint64_t> errors_;   // error code -> count (members and publishers)
@@ -111,7 +140,7 @@ class Fanout : public ClientEvents {
   MetricsMap metrics_before_, metrics_after_;
   bool metrics_ok_ = true;
   std::string metrics_error_;
-  std::vector<ProcSample> proc_before_, proc_after_;
+  std::vector<ProcSample> proc_setup_, proc_before_, proc_after_;
   double self_cpu_before_ = 0, self_cpu_after_ = 0;
   double machine_before_ = 0, machine_after_ = 0;
 };
@@ -135,14 +164,27 @@ MetricsMap fetch_all(const std::vector<Endpoint>& eps, bool* ok, std::string* er
 
 int Fanout::run() {
   uv_loop_init(&loop_);
+  dia_ = opt_.dialect == "socketio" ? Dia::SocketIo : opt_.dialect == "nchan" ? Dia::Nchan : Dia::Roomcast;
+  if (opt_.talk) opt_.publishers = 0;
   peers_.resize(static_cast<size_t>(opt_.members + opt_.publishers));
+  room_acked_.assign(static_cast<size_t>(opt_.rooms), 0);
+  room_readers_.assign(static_cast<size_t>(opt_.rooms), 0);
   for (int i = 0; i < opt_.members + opt_.publishers; i++) {
     Peer& p = peers_[static_cast<size_t>(i)];
     p.publisher = i >= opt_.members;
     p.index = static_cast<uint32_t>(p.publisher ? i - opt_.members : i);
+    p.sender = p.publisher || opt_.talk;
+    p.id = p.index;
+    if (!p.publisher && p.index >= static_cast<uint32_t>(opt_.stalled)) room_readers_[member_room(p)]++;
   }
-  last_seq_.assign(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers), 0);
-  latency_us_.reserve(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers) * static_cast<size_t>(opt_.messages));
+  senders_ = opt_.talk ? opt_.members : opt_.publishers;
+  slots_ = opt_.talk ? static_cast<uint32_t>((opt_.members + opt_.rooms - 1) / opt_.rooms) : static_cast<uint32_t>(opt_.publishers);
+  last_seq_.assign(static_cast<size_t>(opt_.members) * slots_, 0);
+  uint64_t reads = 0;
+  for (uint32_t r : room_readers_) reads += r;
+  latency_us_.reserve(static_cast<size_t>(std::min<uint64_t>(
+      reads * static_cast<uint64_t>(opt_.messages) * static_cast<uint64_t>(std::max(senders_, 1)) / static_cast<uint64_t>(opt_.rooms), 200000000ULL)));
+  for (pid_t pid : common_.pids) proc_setup_.push_back(read_proc(pid));
 
   uv_timer_init(&loop_, &watch_timer_);
   uv_timer_init(&loop_, &pace_timer_);
@@ -169,8 +211,15 @@ void Fanout::launch() {
   while (phase_ == Phase::Setup && settingup_ < common_.concurrency && next_launch_ < peers_.size()) {
     size_t i = next_launch_++;
     Peer& p = peers_[i];
-    const Endpoint* ep = &common_.endpoints[p.index % common_.endpoints.size()];
+    // A room's members alternate over the endpoints (member i is the (i / rooms)-th of room i % rooms).
+    size_t e = p.publisher ? p.index : p.index / static_cast<uint32_t>(opt_.rooms);
+    const Endpoint* ep = &common_.endpoints[e % common_.endpoints.size()];
     p.client = new Client(&loop_, this, ep, static_cast<uint32_t>(i));
+    if (dia_ == Dia::SocketIo) p.client->set_dialect(Dialect::EngineIo);
+    if (dia_ == Dia::Nchan) {
+      if (p.publisher) p.client->set_dialect(Dialect::Raw);
+      else p.client->set_path(with_room(ep->path, room_name(member_room(p))));
+    }
     settingup_++;
     p.client->start();  // may report a failure at once (on_closed)
   }
@@ -186,13 +235,48 @@ void Fanout::on_open(Client& c) {
     maybe_start();
     return;
   }
-  std::string join = "{\"type\":\"join\",\"roomId\":\"" + opt_.room + "\",\"user\":{\"id\":\"m" + std::to_string(p.index) +
+  if (dia_ == Dia::Nchan) {  // subscribed by the upgrade itself
+    member_ready(c, p);
+    return;
+  }
+  std::string room = room_name(member_room(p));
+  if (dia_ == Dia::SocketIo) {
+    c.send_text("420[\"join\",\"" + room + "\"]");  // ack id 0: chats use their seq (from 1)
+    return;
+  }
+  std::string join = "{\"type\":\"join\",\"roomId\":\"" + room + "\",\"user\":{\"id\":\"m" + std::to_string(p.index) +
                      "\",\"name\":\"member " + std::to_string(p.index) + "\"}}";
   c.send_text(join);
 }
 
+void Fanout::member_ready(Client& c, Peer& p) {
+  if (p.ready) return;
+  p.ready = true;
+  if (p.index < static_cast<uint32_t>(opt_.stalled)) c.pause_reading();
+  members_ready_++;
+  settingup_--;
+  launch();
+  maybe_start();
+}
+
 void Fanout::on_text(Client& c, std::string_view text) {
   Peer& p = peers_[c.index()];
+  if (dia_ == Dia::Nchan) {
+    if (!p.publisher) on_delivery(p, text);
+    return;
+  }
+  if (dia_ == Dia::SocketIo) {
+    if (starts(text, "42[\"chat\"")) {
+      if (!p.publisher) on_delivery(p, text);
+    } else if (starts(text, "430")) {
+      if (!p.publisher) member_ready(c, p);
+    } else if (starts(text, "43") && p.sender) {
+      size_t pos = 2;
+      uint64_t ref = 0;
+      if (read_uint(text, &pos, &ref) && ref > 0 && ref <= p.sent && p.inflight > 0) resolved(p, static_cast<uint32_t>(ref), true);
+    }
+    return;
+  }
   if (p.publisher) {
     on_reply(p, text);
     return;
@@ -202,14 +286,9 @@ void Fanout::on_text(Client& c, std::string_view text) {
   } else if (starts(text, "{\"type\":\"presence\"")) {
     presence_++;
   } else if (starts(text, "{\"type\":\"joined\"")) {
-    if (!p.ready) {
-      p.ready = true;
-      if (p.index < static_cast<uint32_t>(opt_.stalled)) c.pause_reading();
-      members_ready_++;
-      settingup_--;
-      launch();
-      maybe_start();
-    }
+    member_ready(c, p);
+  } else if (p.sender && (starts(text, "{\"type\":\"ack\"") || (p.ready && starts(text, "{\"type\":\"error\"")))) {
+    on_reply(p, text);
   } else if (starts(text, "{\"type\":\"error\"")) {
     errors_[std::string(string_field(text, "code"))]++;
     if (!p.ready) {
@@ -233,7 +312,7 @@ void Fanout::on_closed(Client& c, int code, const char* why) {
     finish("setup failed");
     return;
   }
-  if (p.publisher) {
+  if (p.sender) {
     p.inflight = 0;  // unresolved chats of a closed publisher count neither as acked nor as refused
     if (publishing_done() && phase_ == Phase::Publishing) phase_ = Phase::Draining;
   }
@@ -261,14 +340,37 @@ void Fanout::begin() {
 }
 
 void Fanout::pump_all() {
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+  for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+}
+
+// nchan publishers: pipelined HTTP responses, one per POST, in order; 2xx is an ack.
+void Fanout::on_raw(Client& c, const char* data, size_t len) {
+  Peer& p = peers_[c.index()];
+  p.http_in.append(data, len);
+  for (;;) {
+    size_t end = p.http_in.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    size_t body = 0, cl = p.http_in.find("Content-Length:");
+    if (cl == std::string::npos) cl = p.http_in.find("content-length:");
+    if (cl != std::string::npos && cl < end) {
+      size_t pos = cl + 15;
+      while (pos < end && p.http_in[pos] == ' ') pos++;
+      uint64_t v = 0;
+      if (read_uint(p.http_in, &pos, &v)) body = static_cast<size_t>(v);
+    }
+    if (p.http_in.size() < end + 4 + body) return;
+    bool ok = p.http_in.size() > 9 && p.http_in[9] == '2';
+    if (!ok) errors_["http " + p.http_in.substr(9, 3)]++;
+    p.http_in.erase(0, end + 4 + body);
+    if (p.inflight > 0) resolved(p, p.acked + p.refused + 1, ok);
+  }
 }
 
 void Fanout::pump(Peer& p) {
   if (phase_ != Phase::Publishing || !p.client) return;
   uint64_t allowed = static_cast<uint64_t>(opt_.messages);
   if (opt_.rate > 0) {
-    double per_pub = opt_.rate / opt_.publishers;
+    double per_pub = opt_.rate / senders_;
     double elapsed = static_cast<double>(uv_hrtime() - t_start_ns_) / 1e9;
     allowed = std::min<uint64_t>(allowed, static_cast<uint64_t>(per_pub * elapsed) + 1);
   }
@@ -279,14 +381,26 @@ void Fanout::send_chat(Peer& p) {
   uint32_t seq = ++p.sent;
   p.inflight++;
   char head[80];
-  int n = snprintf(head, sizeof(head), "%" PRIu64 " %u %u ", uv_hrtime(), p.index, seq);
+  int n = snprintf(head, sizeof(head), "%" PRIu64 " %u %u ", uv_hrtime(), p.id, seq);
+  std::string room = room_name(chat_room(p, seq));
+  std::string text(head, static_cast<size_t>(n));
+  if (opt_.size > n) text.append(static_cast<size_t>(opt_.size - n), 'x');
+  if (dia_ == Dia::Nchan) {
+    const Endpoint* ep = p.client->endpoint();
+    p.client->send_raw("POST " + with_room(ep->path, room) + " HTTP/1.1\r\nHost: " + ep->host_port +
+                       "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text);
+    return;
+  }
+  if (dia_ == Dia::SocketIo) {
+    p.client->send_text("42" + std::to_string(seq) + "[\"chat\",{\"room\":\"" + room + "\",\"message\":\"" + text + "\"}]");
+    return;
+  }
   msg_buf_.assign("{\"type\":\"chat\",\"roomId\":\"");
-  msg_buf_.append(opt_.room);
+  msg_buf_.append(room);
   msg_buf_.append("\",\"ref\":");
   msg_buf_.append(std::to_string(seq));
   msg_buf_.append(",\"message\":\"");
-  msg_buf_.append(head, static_cast<size_t>(n));
-  if (opt_.size > n) msg_buf_.append(static_cast<size_t>(opt_.size - n), 'x');
+  msg_buf_.append(text);
   msg_buf_.append("\"}");
   p.client->send_text(msg_buf_);
 }
@@ -298,8 +412,16 @@ void Fanout::on_reply(Peer& p, std::string_view text) {
   if (!ack && !err) return;
   int64_t ref = ref_of(text);
   if (ref <= 0 || ref > static_cast<int64_t>(p.sent) || p.inflight == 0) return;
-  if (ack) p.acked++;
-  else p.refused++;
+  resolved(p, static_cast<uint32_t>(ref), ack);
+}
+
+void Fanout::resolved(Peer& p, uint32_t seq, bool ack) {
+  if (ack) {
+    p.acked++;
+    room_acked_[chat_room(p, seq)]++;
+  } else {
+    p.refused++;
+  }
   p.inflight--;
   t_last_ack_ns_ = uv_hrtime();
   if (publishing_done()) {
@@ -313,20 +435,25 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
   if (m.index < static_cast<uint32_t>(opt_.stalled)) return;  // bytes read before the pause took effect
   uint64_t now = uv_hrtime();
   received_++;
-  size_t pos = text.find("\"message\":\"");
+  size_t pos = dia_ == Dia::Nchan ? 0 : text.find("\"message\":\"");
   uint64_t t = 0, pub = 0, seq = 0;
   if (pos == std::string_view::npos) {
     foreign_++;
     return;
   }
-  pos += 11;
+  if (dia_ != Dia::Nchan) pos += 11;
   if (!read_uint(text, &pos, &t) || ++pos > text.size() || !read_uint(text, &pos, &pub) || ++pos > text.size() ||
-      !read_uint(text, &pos, &seq) || pub >= static_cast<uint64_t>(opt_.publishers) || seq == 0 ||
+      !read_uint(text, &pos, &seq) || pub >= static_cast<uint64_t>(senders_) || seq == 0 ||
       seq > static_cast<uint64_t>(opt_.messages) || t > now || t < t_start_ns_) {
     foreign_++;  // not one of this run's chats
     return;
   }
-  uint32_t& last = last_seq_[static_cast<size_t>(m.index) * static_cast<size_t>(opt_.publishers) + pub];
+  uint64_t slot = opt_.talk ? pub / static_cast<uint64_t>(opt_.rooms) : pub;
+  if (slot >= slots_) {
+    foreign_++;
+    return;
+  }
+  uint32_t& last = last_seq_[static_cast<size_t>(m.index) * slots_ + slot];
   if (seq <= last) {
     out_of_order_++;  // a repeat or an overtaken chat: a broken room order
     return;
@@ -339,15 +466,15 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
 }
 
 uint64_t Fanout::expected() const {
-  uint64_t acked = 0;
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) acked += peers_[i].acked;
-  return acked * static_cast<uint64_t>(opt_.members - opt_.stalled);
+  uint64_t total = 0;
+  for (size_t r = 0; r < room_acked_.size(); r++) total += room_acked_[r] * room_readers_[r];
+  return total;
 }
 
 bool Fanout::publishing_done() const {
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+  for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
     const Peer& p = peers_[i];
-    if (p.client && (p.sent < static_cast<uint32_t>(opt_.messages) || p.inflight > 0)) return false;
+    if (p.sender && p.client && (p.sent < static_cast<uint32_t>(opt_.messages) || p.inflight > 0)) return false;
   }
   return true;
 }
@@ -358,7 +485,7 @@ void Fanout::watch() {
   if (now - last_print_ns_ >= 2000000000ULL) {
     last_print_ns_ = now;
     uint64_t sent = 0, acked = 0;
-    for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+    for (size_t i = 0; i < peers_.size(); i++) {
       sent += peers_[i].sent;
       acked += peers_[i].acked;
     }
@@ -397,7 +524,7 @@ void Fanout::finish(const char* why) {
 
 int Fanout::report() {
   uint64_t sent = 0, acked = 0, refused = 0;
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+  for (size_t i = 0; i < peers_.size(); i++) {
     sent += peers_[i].sent;
     acked += peers_[i].acked;
     refused += peers_[i].refused;
@@ -407,11 +534,13 @@ int Fanout::report() {
   std::string endpoints;
   for (const Endpoint& ep : common_.endpoints) endpoints += (endpoints.empty() ? "" : ", ") + ep.url;
   printf("roomcast-bench fanout%s%s\n", common_.label.empty() ? "" : ": ", common_.label.c_str());
-  printf("  setup       %d members in room %s, %d publish-only connections, spread over %s\n", opt_.members,
-         opt_.room.c_str(), opt_.publishers, endpoints.c_str());
+  printf("  setup       %d members in %d room(s) %s%s, %s, spread over %s (dialect %s)\n", opt_.members, opt_.rooms,
+         opt_.room.c_str(), opt_.rooms > 1 ? "-*" : "",
+         opt_.talk ? "every member publishing" : (std::to_string(opt_.publishers) + " publish-only connections").c_str(), endpoints.c_str(),
+         opt_.dialect.c_str());
   if (opt_.stalled > 0)
     printf("  stalled     %d of the members stop reading once joined (expected to be closed as slow consumers)\n", opt_.stalled);
-  printf("  load        %d chats per publisher, %d bytes each, window %d, rate %s\n", opt_.messages, opt_.size, opt_.window,
+  printf("  load        %d chats per sender, %d bytes each, window %d, rate %s\n", opt_.messages, opt_.size, opt_.window,
          opt_.rate > 0 ? (std::to_string(static_cast<long>(opt_.rate)) + "/s").c_str() : "unlimited (window-bound)");
   if (setup_failed_ || t_start_ns_ == 0) {
     printf("  FAILED      %s (%s)\n", setup_error_.empty() ? "setup did not complete" : setup_error_.c_str(), end_reason_);
@@ -429,8 +558,8 @@ int Fanout::report() {
   }
   printf("  published   %" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64 " refused, %.0f chats/s acked\n", sent, acked, refused,
          pub_s > 0 ? static_cast<double>(acked) / pub_s : 0);
-  printf("  deliveries  expected %" PRIu64 " (to the %d reading members), received %" PRIu64 " %s", exp,
-         opt_.members - opt_.stalled, valid_, lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
+  printf("  deliveries  expected %" PRIu64 " (acked chats x the reading members of their room), received %" PRIu64 " %s", exp,
+         valid_, lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
   if (out_of_order_ || foreign_) printf(", %" PRIu64 " out of order or repeated, %" PRIu64 " unrecognised", out_of_order_, foreign_);
   printf("\n  throughput  %.0f deliveries/s (%" PRIu64 " in %.2f s, first send to last delivery)\n", per_s, valid_, del_s);
   double p50 = quantile(latency_us_, 0.50) / 1000, p90 = quantile(latency_us_, 0.90) / 1000,
@@ -462,7 +591,27 @@ int Fanout::report() {
     ours += pct;
     cpu += ", " + proc_after_[i].comm + "[" + std::to_string(common_.pids[i]) + "] " + std::to_string(pct) + "%";
     cpu_kv += " cpu_" + proc_after_[i].comm + "_" + std::to_string(common_.pids[i]) + "=" + std::to_string(pct);
+    char secs[64];
+    snprintf(secs, sizeof secs, " cpus_%d=%.3f", static_cast<int>(common_.pids[i]), proc_after_[i].cpu_s - proc_before_[i].cpu_s);
+    cpu_kv += secs;
   }
+  // CPU-normalised figures: utime+stime of every --pid (servers and Redis), per delivery and per join.
+  double srv_cpu = 0, setup_cpu = 0;
+  for (size_t i = 0; i < proc_before_.size() && i < proc_after_.size(); i++)
+    if (proc_before_[i].ok && proc_after_[i].ok) srv_cpu += proc_after_[i].cpu_s - proc_before_[i].cpu_s;
+  for (size_t i = 0; i < proc_setup_.size() && i < proc_before_.size(); i++)
+    if (proc_setup_[i].ok && proc_before_[i].ok) setup_cpu += proc_before_[i].cpu_s - proc_setup_[i].cpu_s;
+  double setup_s = static_cast<double>(t_start_ns_ - t_setup_ns_) / 1e9 - 0.3;
+  if (!common_.pids.empty()) {
+    printf("  per unit    server+Redis CPU %.3f us per delivery (%.3f s over %" PRIu64 "); setup: %.2f s, %.1f us of CPU per member joined\n",
+           valid_ ? srv_cpu * 1e6 / static_cast<double>(valid_) : 0.0, srv_cpu, valid_, setup_s,
+           opt_.members ? setup_cpu * 1e6 / opt_.members : 0.0);
+  }
+  char extra[256];
+  snprintf(extra, sizeof extra, " dialect=%s rooms=%d talk=%d srv_cpu_s=%.3f cpu_us_per_delivery=%.4f setup_s=%.3f join_cpu_us=%.2f wall_s=%.3f presence=%" PRIu64,
+           opt_.dialect.c_str(), opt_.rooms, opt_.talk ? 1 : 0, srv_cpu, valid_ ? srv_cpu * 1e6 / static_cast<double>(valid_) : 0.0, setup_s,
+           opt_.members ? setup_cpu * 1e6 / opt_.members : 0.0, wall, presence_);
+  cpu_kv += extra;
   int machine = static_cast<int>((machine_after_ - machine_before_) / wall * 100);
   if (machine < ours) machine = ours;  // clock-tick rounding of short runs: "outside" is never below zero
   long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1,5 +1,6 @@
 // roomcast-bench: the load generator's command line (one table of options), then one scenario.
 // Rule: every option has a default and bounds; a bad value is an error with the option's name.
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -32,6 +33,9 @@ struct All {
   IdleOptions idle;
   std::vector<std::string> urls;
   std::vector<std::string> pids;
+  std::string source;  // --source
+  int rooms = -1;  // --rooms: fanout (default 1) and idle (default 0) read it differently
+  int talk = 0;
 };
 
 std::vector<Option> table(All& a) {
@@ -40,6 +44,7 @@ std::vector<Option> table(All& a) {
       {"pid", "both", Kind::Pid, 0, 0, "server (or redis-server) process to read /proc/PID of: CPU in fanout, RSS in idle; repeatable", &a.pids},
       {"timeout", "both", Kind::Real, 1, 3600, "hard limit of the whole run, seconds (default 120)", &a.common.timeout_s},
       {"concurrency", "both", Kind::Int, 1, 10000, "connections being set up at once (default 256)", &a.common.concurrency},
+      {"source", "both", Kind::Text, 0, 0, "source address 127.0.0.x of every connection (default: the kernel's choice); several bench processes with different sources hold more than 64k connections to one port", &a.source},
       {"label", "both", Kind::Text, 0, 0, "name copied into the RESULT line", &a.common.label},
       {"members", "fanout", Kind::Int, 1, 20000, "connections that join the room (default 100)", &a.fanout.members},
       {"stalled", "fanout", Kind::Int, 0, 20000, "members that stop reading once joined; the server should close them (slow consumer) without slowing the rest; they count in no expectation (default 0)", &a.fanout.stalled},
@@ -50,8 +55,10 @@ std::vector<Option> table(All& a) {
       {"rate", "fanout", Kind::Real, 0, 1e7, "chats per second, all publishers together; 0 = as fast as the window allows (default 0)", &a.fanout.rate},
       {"drain", "fanout", Kind::Real, 0.1, 600, "seconds without a delivery, after the last ack, before the rest counts as lost (default 5)", &a.fanout.drain_s},
       {"room", "fanout", Kind::Text, 0, 0, "room id (default: a fresh bench-<pid>-<n> per run)", &a.fanout.room},
+      {"talk", "fanout", Kind::Int, 0, 1, "1: no publish-only connections, every member sends --messages chats to its own room (rooms where everyone talks)", &a.talk},
+      {"dialect", "both", Kind::Text, 0, 0, "roomcast (default; also the Node ws peer), socketio (Engine.IO v4 over WebSocket: 40, 42[\"chat\",..], acks 43N), nchan (members: WebSocket subscribers of the --url path with {room} replaced; publishers: pipelined HTTP POST to that path)", &a.fanout.dialect},
       {"connections", "idle", Kind::Int, 1, 1000000, "connections to open and hold (default 20000, capped by the open-file limit)", &a.idle.connections},
-      {"rooms", "idle", Kind::Int, 0, 1000000, "rooms the connections join, connection i in room i % R; 0 = none (default 0)", &a.idle.rooms},
+      {"rooms", "both", Kind::Int, 0, 1000000, "idle: rooms the connections join, connection i in room i % R; 0 = none (default 0). fanout: rooms the members are spread over (member i in room i % R, each room's members spread over the --url list), a publisher's chats go round the rooms (default 1)", &a.rooms},
       {"hold", "idle", Kind::Real, 0, 600, "seconds the connections are held before the reading (default 3)", &a.idle.hold_s},
   };
 }
@@ -148,6 +155,24 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (mode == "idle" && a.rooms >= 0) a.idle.rooms = a.rooms;
+  if (mode == "fanout" && a.rooms >= 0) {
+    if (a.rooms < 1 || a.rooms > a.fanout.members) {
+      fprintf(stderr, "roomcast-bench: fanout --rooms must be from 1 to --members\n");
+      return 1;
+    }
+    a.fanout.rooms = a.rooms;
+  }
+  a.fanout.talk = a.talk != 0;
+  a.idle.dialect = a.fanout.dialect;
+  if (a.fanout.dialect != "roomcast" && a.fanout.dialect != "socketio" && a.fanout.dialect != "nchan") {
+    fprintf(stderr, "roomcast-bench: --dialect is roomcast, socketio or nchan\n");
+    return 1;
+  }
+  if (a.fanout.talk && a.fanout.dialect == "nchan") {
+    fprintf(stderr, "roomcast-bench: --talk needs acks over the WebSocket: not with --dialect nchan\n");
+    return 1;
+  }
   if (a.fanout.stalled >= a.fanout.members) {
     fprintf(stderr, "roomcast-bench: --stalled must be below --members\n");
     return 1;
@@ -159,6 +184,15 @@ int main(int argc, char** argv) {
     if (!parse_ws_url(u, &ep, &err)) {
       fprintf(stderr, "roomcast-bench: %s\n", err.c_str());
       return 1;
+    }
+    if (!a.source.empty()) {
+      in_addr src{};
+      if (inet_pton(AF_INET, a.source.c_str(), &src) != 1 || (ntohl(src.s_addr) >> 24) != 127) {
+        fprintf(stderr, "roomcast-bench: --source must be a loopback address 127.x.y.z\n");
+        return 1;
+      }
+      ep.has_source = true;
+      uv_ip4_addr(a.source.c_str(), 0, &ep.source);
     }
     a.common.endpoints.push_back(ep);
   }
