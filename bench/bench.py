@@ -430,6 +430,8 @@ def fmt(x, nd=2):
         return "-"
     if isinstance(x, str):
         return x
+    if float(x).is_integer() and abs(x) >= 100:
+        nd = 0
     if abs(x) >= 1000:
         return "{:,.0f}".format(x).replace(",", " ")
     return ("%." + str(nd) + "f") % x
