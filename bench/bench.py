@@ -256,6 +256,9 @@ def sc_fanout(b, cfg, systems, R):
     for name, inst in systems:
         s = up(name, b, inst)
         try:
+            # A warm-up run, not recorded: Node's JIT, nginx's and roomcast's first allocations.
+            bench(b, s, "fanout", ["--members", 100, "--publishers", 2, "--messages", cfg["warmup"], "--size", 100, "--window", 16],
+                  "%s warm-up" % s.name)
             rates = cfg["rates"] if name in ("floor", "roomcast") else cfg["peer_rates"]
             for rate in rates:
                 msgs = max(10, int(rate * cfg["light_s"] / 2))
@@ -305,7 +308,7 @@ def sc_idle(b, cfg, systems, R):
                 argv0 += ["--dialect", s.dialect]
             l0 = load1()
             t0 = time.time()
-            runs = [subprocess.Popen(argv0 + ["--label", "%s idle %d" % (s.name, k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            runs = [subprocess.Popen(argv0 + ["--label", "%s idle %d" % (s.name, k), "--source", "127.0.%d.1" % (20 + k), "--sources", "16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True) for k in range(nproc)]
             # Held once every process says so (stderr "holding"), then CPU over cfg idle_hold seconds.
             errs = [""] * nproc
@@ -370,7 +373,7 @@ def sc_upgrades(b, cfg, R):
         if tok:
             s.urls = [u + "?token=" + tok for u in s.urls]
         try:
-            kv = bench(b2, s, "idle", ["--connections", cfg["upgrades"], "--hold", 0, "--concurrency", 256],
+            kv = bench(b2, s, "idle", ["--connections", cfg["upgrades"], "--hold", 0, "--concurrency", 256, "--source", "127.0.30.1", "--sources", "16"],
                        "%s upgrades%s" % (s.name, " JWT" if tok else ""))
             opened = kv.get("opened", 0) or 1
             kv.update(scenario="upgrades", jwt=bool(tok), upgrades_per_s=round(opened / max(kv.get("open_s", 1), 1e-6)),
@@ -388,7 +391,7 @@ def sc_bigroom(b, cfg, R):
             try:
                 msgs = max(20, int(cfg["big_deliveries"] / members))
                 kv = bench(b, s, "fanout", ["--members", members, "--publishers", 1, "--messages", msgs, "--size", 100, "--window", 8,
-                                            "--concurrency", 512], "%s room of %d" % (s.name, members), timeout=240)
+                                            "--concurrency", 512, "--source", "127.0.31.1", "--sources", "16"], "%s room of %d" % (s.name, members), timeout=240)
                 kv.update(scenario="bigroom", offered=0)
                 R.append(kv)
             finally:
@@ -639,10 +642,10 @@ def main():
         want -= {"nchan"}
     cfg = dict(rates=[100, 400, 1600, 6400], peer_rates=[400, 1600], light_s=3, sat_msgs={"floor": 15000, "roomcast": 12000, "nchan": 4000,
                "socketio": 1500, "ws": 2500}, talk_members=2000, talk_rate=2000, ping=5, idle_hold=10, idle_conns=19900,
-               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, big=[1000, 10000], big_deliveries=2000000, redis_n=200000)
+               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, warmup=1000, big=[1000, 10000], big_deliveries=2000000, redis_n=200000)
     if a.smoke:
         cfg.update(rates=[200], peer_rates=[200], light_s=1, sat_msgs={k: 200 for k in cfg["sat_msgs"]}, talk_members=80, talk_rate=200,
-                   ping=1, idle_hold=1, idle_conns=200, idle_procs={"roomcast": 2}, upgrades=200, big=[200], big_deliveries=20000, redis_n=2000)
+                   ping=1, idle_hold=1, idle_conns=200, idle_procs={"roomcast": 2}, upgrades=200, warmup=20, big=[200], big_deliveries=20000, redis_n=2000)
     only = set(a.only.split(",")) if a.only else {"fanout", "talk", "idle", "upgrades", "bigroom", "redis"}
     fan_systems = [(n, 1 if n == "floor" else 2) for n in ("floor", "roomcast", "nchan", "socketio", "ws") if n in want]
     if "roomcast" in want:

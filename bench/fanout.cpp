@@ -136,6 +136,8 @@ class Fanout : public ClientEvents {
   uint64_t t_setup_ns_ = 0, t_start_ns_ = 0, t_last_ack_ns_ = 0, t_last_delivery_ns_ = 0, t_end_ns_ = 0;
   uint64_t last_progress_ns_ = 0, last_print_ns_ = 0;
   std::string msg_buf_;                  // reused JSON of one chat
+  uint64_t sent_total_ = 0;              // --talk with --rate: chats handed out so far
+  size_t cursor_ = 0;                    // --talk with --rate: next sender to offer a chat
 
   MetricsMap metrics_before_, metrics_after_;
   bool metrics_ok_ = true;
@@ -340,7 +342,28 @@ void Fanout::begin() {
 }
 
 void Fanout::pump_all() {
-  for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+  if (!opt_.talk || opt_.rate <= 0) {
+    for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+    return;
+  }
+  // Many senders at a total rate: hand out this tick's chats round-robin, O(chats) rather than
+  // O(senders) per 1 ms tick (the bench must not be what limits rooms where everyone talks).
+  if (phase_ != Phase::Publishing) return;
+  double elapsed = static_cast<double>(uv_hrtime() - t_start_ns_) / 1e9;
+  uint64_t allowed = std::min<uint64_t>(static_cast<uint64_t>(opt_.rate * elapsed) + 1,
+                                        static_cast<uint64_t>(opt_.messages) * static_cast<uint64_t>(senders_));
+  size_t misses = 0;
+  while (sent_total_ < allowed && misses < static_cast<size_t>(senders_)) {
+    Peer& p = peers_[cursor_];
+    cursor_ = (cursor_ + 1) % static_cast<size_t>(senders_);
+    if (p.client && p.sent < static_cast<uint32_t>(opt_.messages) && p.inflight < static_cast<uint32_t>(opt_.window)) {
+      send_chat(p);
+      sent_total_++;
+      misses = 0;
+    } else {
+      misses++;
+    }
+  }
 }
 
 // nchan publishers: pipelined HTTP responses, one per POST, in order; 2xx is an ack.
@@ -368,6 +391,7 @@ void Fanout::on_raw(Client& c, const char* data, size_t len) {
 
 void Fanout::pump(Peer& p) {
   if (phase_ != Phase::Publishing || !p.client) return;
+  if (opt_.talk && opt_.rate > 0) return;  // pump_all hands out the chats
   uint64_t allowed = static_cast<uint64_t>(opt_.messages);
   if (opt_.rate > 0) {
     double per_pub = opt_.rate / senders_;

@@ -34,6 +34,7 @@ struct All {
   std::vector<std::string> urls;
   std::vector<std::string> pids;
   std::string source;  // --source
+  int sources = 1;     // --sources
   int rooms = -1;  // --rooms: fanout (default 1) and idle (default 0) read it differently
   int talk = 0;
 };
@@ -45,6 +46,7 @@ std::vector<Option> table(All& a) {
       {"timeout", "both", Kind::Real, 1, 3600, "hard limit of the whole run, seconds (default 120)", &a.common.timeout_s},
       {"concurrency", "both", Kind::Int, 1, 10000, "connections being set up at once (default 256)", &a.common.concurrency},
       {"source", "both", Kind::Text, 0, 0, "source address 127.0.0.x of every connection (default: the kernel's choice); several bench processes with different sources hold more than 64k connections to one port", &a.source},
+      {"sources", "both", Kind::Int, 1, 250, "connection i binds --source + (i % N): several source addresses keep connect() fast past ~14k connections to one port (default 1)", &a.sources},
       {"label", "both", Kind::Text, 0, 0, "name copied into the RESULT line", &a.common.label},
       {"members", "fanout", Kind::Int, 1, 20000, "connections that join the room (default 100)", &a.fanout.members},
       {"stalled", "fanout", Kind::Int, 0, 20000, "members that stop reading once joined; the server should close them (slow consumer) without slowing the rest; they count in no expectation (default 0)", &a.fanout.stalled},
@@ -191,7 +193,12 @@ int main(int argc, char** argv) {
         fprintf(stderr, "roomcast-bench: --source must be a loopback address 127.x.y.z\n");
         return 1;
       }
+      if ((ntohl(src.s_addr) & 0xff) + static_cast<uint32_t>(a.sources) > 255) {
+        fprintf(stderr, "roomcast-bench: --source + --sources must stay within 127.x.y.1-254\n");
+        return 1;
+      }
       ep.has_source = true;
+      ep.sources = a.sources;
       uv_ip4_addr(a.source.c_str(), 0, &ep.source);
     }
     a.common.endpoints.push_back(ep);

@@ -142,7 +142,9 @@ void Client::start() {
     uv_os_fd_t fd;
     int one = 1;
     if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    r = uv_tcp_bind(&tcp_, reinterpret_cast<const sockaddr*>(&ep_->source), 0);
+    sockaddr_in src = ep_->source;
+    src.sin_addr.s_addr = htonl(ntohl(src.sin_addr.s_addr) + index_ % static_cast<uint32_t>(ep_->sources));
+    r = uv_tcp_bind(&tcp_, reinterpret_cast<const sockaddr*>(&src), 0);
     if (r != 0) {
       state_ = State::Connecting;
       finish(0, uv_err_name(r));

@@ -18,8 +18,10 @@ struct Endpoint {
   std::string path;        // request target, "/ws" when the URL has none
   sockaddr_in addr{};      // where to connect
   int port = 0;
-  bool has_source = false; // bind to source (127.0.0.x, port chosen at connect) before connecting
-  sockaddr_in source{};
+  bool has_source = false; // bind to a source address (port chosen at connect) before connecting
+  sockaddr_in source{};    // the first source address (127.x.y.z)
+  int sources = 1;         // connection i uses source + (i % sources): past ~14k connections from one
+                           // address to one port, every connect() scans the ephemeral range
 };
 
 // Parses a ws:// URL. Returns true, or false with *err set (a non-loopback host is an error).
