@@ -46,7 +46,7 @@ cleanup() {
   for p in "${cpids[@]}" "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${cpids[@]}" "${pids[@]}"; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
   done
   echo "million.sh: stopped everything; logs in $work"
 }
@@ -81,24 +81,24 @@ left=$N
 for k in $(seq 0 $((clients - 1))); do
   n=$(( left < per_client ? left : per_client ))
   left=$((left - n))
-  "$bench" idle --connections "$n" --rooms "$rooms" --hold 3600 --timeout 3600 --concurrency 128 \
+  "$bench" idle --connections "$n" --rooms "$rooms" --hold 600 --timeout 900 --concurrency 128 \
     --source "127.0.$((10 + k)).1" --sources 16 --url "ws://127.0.0.1:$port/ws" --label "million-$k" >"$work/bench-$k.out" 2>"$work/bench-$k.err" &
   cpids+=("$!")
 done
 # Wait until every bench process holds its connections; abort on low memory or a dead process.
 while :; do
   sleep 2
-  held=$(grep -l "holding" "$work"/bench-*.err 2>/dev/null | wc -l)
-  open=$(grep -ho "idle: [0-9]* connections open" "$work"/bench-*.err 2>/dev/null | awk '{s+=$2} END{print s+0}')
+  held=$({ grep -l "holding" "$work"/bench-*.err 2>/dev/null || true; } | wc -l)
+  open=$({ grep -ho "idle: [0-9]* connections open" "$work"/bench-*.err 2>/dev/null || true; } | awk '{s+=$2} END{print s+0}')
   printf 'million.sh: %d/%d bench processes holding, free %d GiB, load %s, %.0f s\n' "$held" "$clients" "$(avail_gib)" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$(echo "$(date +%s.%N) - $t0" | bc)"
+    "$(cut -d' ' -f1 /proc/loadavg)" "$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a-b}')"
   [ "$(avail_gib)" -ge "$min_free" ] || { echo "million.sh: ABORT: free memory below $min_free GiB"; exit 3; }
   [ "$held" -ge "$clients" ] && break
   for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "million.sh: a bench process ended early:"; tail -3 "$work"/bench-*.out | tail -20; exit 3; }; done
 done
 t1=$(date +%s.%N)
-setup_s=$(echo "$t1 - $t0" | bc)
-failed=$(grep -ho "([0-9]* failed)" "$work"/bench-*.err | tr -dc '0-9\n' | awk '{s+=$1} END{print s+0}')
+setup_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a-b}')
+failed=$({ grep -ho "([0-9]* failed)" "$work"/bench-*.err || true; } | tr -dc '0-9\n' | awk '{s+=$1} END{print s+0}')
 sleep 3
 rss1=$(rss_sum "${server_pids[@]}")
 redis_rss=$(rss_sum "$redis_pid")
