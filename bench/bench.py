@@ -504,12 +504,14 @@ def tables(R, meta):
     big = pick(R, scenario="bigroom")
     if big:
         L.append("\n### One big room (1 publisher, window 8)\n")
-        L.append("| system | members | set-up (join) s | server CPU us per join | presence events | deliveries/s | CPU us per delivery | p99 ms | 1-min load |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| system | members | set-up (join) s | server CPU us per join | vs floor | presence events | deliveries/s | CPU us per delivery | vs floor | p99 ms | 1-min load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in big:
-            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %s | %.1f%s |" % (
-                r["system"], fmt(r.get("members")), r.get("setup_s", 0), fmt(r.get("join_cpu_us")), fmt(r.get("presence"), 0),
-                fmt(r.get("deliveries_per_s")), fmt(r.get("cpu_us_per_delivery"), 3), fmt(r.get("p99_ms")), r["load_before"], busy(r)))
+            f = (pick(R, scenario="bigroom", system="floor-1", members=r.get("members")) or [{}])[0]
+            L.append("| %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %s | %.1f%s |" % (
+                r["system"], fmt(r.get("members")), r.get("setup_s", 0), fmt(r.get("join_cpu_us")), ratio(r.get("join_cpu_us"), f.get("join_cpu_us")),
+                fmt(r.get("presence"), 0), fmt(r.get("deliveries_per_s")), fmt(r.get("cpu_us_per_delivery"), 3),
+                ratio(r.get("cpu_us_per_delivery"), f.get("cpu_us_per_delivery")), fmt(r.get("p99_ms")), r["load_before"], busy(r)))
     rb = pick(R, scenario="redis")
     if rb:
         L.append("\n### Redis floor (`redis-benchmark`, 4 clients, pipeline 16) against roomcast's Redis\n")
