@@ -652,7 +652,7 @@ def main():
         want -= {"nchan"}
     cfg = dict(rates=[100, 400, 1600, 6400], peer_rates=[400, 1600], light_s=3, sat_msgs={"floor": 15000, "roomcast": 12000, "nchan": 4000,
                "socketio": 1500, "ws": 2500}, talk_members=2000, talk_rate=2000, ping=5, idle_hold=10, idle_conns=19900,
-               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, warmup=1000, big=[1000, 10000], big_deliveries=2000000, redis_n=200000)
+               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, warmup=1000, big=[100, 1000, 10000], big_deliveries=2000000, redis_n=200000)
     if a.smoke:
         cfg.update(rates=[200], peer_rates=[200], light_s=1, sat_msgs={k: 200 for k in cfg["sat_msgs"]}, talk_members=80, talk_rate=200,
                    ping=1, idle_hold=1, idle_conns=200, idle_procs={"roomcast": 2}, upgrades=200, warmup=20, big=[200], big_deliveries=20000, redis_n=2000)
