@@ -1,7 +1,10 @@
-// Fan-out scenario: N members join one room (or spread over R rooms), P publish-only connections send
-// M chats each, every chat carries its send time (monotonic ns) and every member times its delivery.
-// Rule: deliveries expected = chats acked x members (of the chat's room); anything less is reported as
-// lost, never hidden.
+// Fan-out scenario: N members join one room (or R rooms), P publish-only connections (or, with --talk,
+// every member) send M chats each, every chat carries its send time (monotonic ns) and every member
+// times its delivery. Speaks roomcast's JSON, Socket.IO's Engine.IO v4 and nchan's (HTTP POST) dialects.
+// Rooms are ROOM-0 .. ROOM-(R-1), or named one by one (--room a,b,c).
+// Rule: deliveries expected = chats acked x reading members of the chat's room; anything less is
+// reported as lost, never hidden; a chat delivered to a member of another room is misrouted and fails
+// the run.
 #include <signal.h>
 #include <unistd.h>
 
@@ -52,14 +55,27 @@ int64_t ref_of(std::string_view text) {
 
 bool starts(std::string_view text, std::string_view prefix) { return text.rfind(prefix, 0) == 0; }
 
+enum class Dia { Roomcast, SocketIo, Nchan };
+
 struct Peer {
   Client* client = nullptr;   // nullptr once closed
-  bool publisher = false;
+  bool publisher = false;     // a publish-only connection
+  bool sender = false;        // sends chats: a publisher, or any member with --talk
   uint32_t index = 0;         // member number or publisher number
+  uint32_t id = 0;            // sender number written into its chats (publisher or member number)
   bool ready = false;         // member: `joined` seen; publisher: open
-  // Publisher only.
+  // Senders only.
   uint32_t sent = 0, acked = 0, refused = 0, inflight = 0;
+  std::string http_in;        // nchan publisher: bytes of responses not yet complete
 };
+
+// Replaces "{room}" in a path template.
+std::string with_room(const std::string& path, const std::string& room) {
+  std::string out = path;
+  size_t p = out.find("{room}");
+  if (p != std::string::npos) out.replace(p, 6, room);
+  return out;
+}
 
 class Fanout : public ClientEvents {
  public:
@@ -69,10 +85,23 @@ class Fanout : public ClientEvents {
   void on_open(Client& c) override;
   void on_text(Client& c, std::string_view text) override;
   void on_closed(Client& c, int code, const char* why) override;
+  void on_raw(Client& c, const char* data, size_t len) override;
 
  private:
+  const std::string& room_name(uint32_t r) const { return room_ids_[r]; }
+  uint32_t member_room(const Peer& p) const { return p.index % static_cast<uint32_t>(opt_.rooms); }
+  // The room of a sender's chat number seq.
+  uint32_t chat_room(const Peer& p, uint32_t seq) const {
+    return p.publisher ? (p.index + seq) % static_cast<uint32_t>(opt_.rooms) : member_room(p);
+  }
+  // The same from what a delivery carries: sender number (publisher or member) and seq.
+  uint32_t chat_room_of(uint64_t sender, uint64_t seq) const {
+    return static_cast<uint32_t>((opt_.talk ? sender : sender + seq) % static_cast<uint64_t>(opt_.rooms));
+  }
+  void resolved(Peer& p, uint32_t seq, bool ack);
   enum class Phase { Setup, Publishing, Draining, Done };
   void launch();
+  void member_ready(Client& c, Peer& p);
   void maybe_start();
   void begin();
   void pump(Peer& p);
@@ -85,9 +114,6 @@ class Fanout : public ClientEvents {
   int report();
   uint64_t expected() const;
   bool publishing_done() const;
-  uint32_t room_of_chat(uint32_t publisher, uint64_t seq) const {
-    return static_cast<uint32_t>((publisher + seq) % static_cast<uint64_t>(opt_.rooms));
-  }
 
   const CommonOptions& common_;
   FanoutOptions opt_;
@@ -103,10 +129,13 @@ class Fanout : public ClientEvents {
   bool setup_failed_ = false;
   std::string setup_error_;
 
-  std::vector<std::string> room_ids_;    // [room]
-  std::vector<uint64_t> room_acked_;     // [room]: chats acked in that room
-  std::vector<uint64_t> room_reading_;   // [room]: members of that room that read (not stalled)
-  std::vector<uint32_t> last_seq_;       // [member * P + publisher]: highest seq delivered
+  Dia dia_ = Dia::Roomcast;
+  int senders_ = 0;                      // publishers, or members with --talk
+  uint32_t slots_ = 0;                   // senders a member can hear from: P, or the largest room with --talk
+  std::vector<std::string> room_ids_;    // [room]: its id
+  std::vector<uint64_t> room_acked_;     // chats acked per room
+  std::vector<uint32_t> room_readers_;   // reading (not stalled) members per room
+  std::vector<uint32_t> last_seq_;       // [member * slots + sender slot]: highest seq delivered
   std::vector<uint32_t> latency_us_;     // one sample per delivery
   uint64_t received_ = 0, valid_ = 0, out_of_order_ = 0, presence_ = 0, foreign_ = 0, misrouted_ = 0;
   std::map<std::string, uint64_t> errors_;   // error code -> count (members and publishers)
@@ -114,11 +143,13 @@ class Fanout : public ClientEvents {
   uint64_t t_setup_ns_ = 0, t_start_ns_ = 0, t_last_ack_ns_ = 0, t_last_delivery_ns_ = 0, t_end_ns_ = 0;
   uint64_t last_progress_ns_ = 0, last_print_ns_ = 0;
   std::string msg_buf_;                  // reused JSON of one chat
+  uint64_t sent_total_ = 0;              // --talk with --rate: chats handed out so far
+  size_t cursor_ = 0;                    // --talk with --rate: next sender to offer a chat
 
   MetricsMap metrics_before_, metrics_after_;
   bool metrics_ok_ = true;
   std::string metrics_error_;
-  std::vector<ProcSample> proc_before_, proc_after_;
+  std::vector<ProcSample> proc_setup_, proc_before_, proc_after_;
   double self_cpu_before_ = 0, self_cpu_after_ = 0;
   double machine_before_ = 0, machine_after_ = 0;
 };
@@ -142,14 +173,10 @@ MetricsMap fetch_all(const std::vector<Endpoint>& eps, bool* ok, std::string* er
 
 int Fanout::run() {
   uv_loop_init(&loop_);
+  dia_ = opt_.dialect == "socketio" ? Dia::SocketIo : opt_.dialect == "nchan" ? Dia::Nchan : Dia::Roomcast;
+  if (opt_.talk) opt_.publishers = 0;
   peers_.resize(static_cast<size_t>(opt_.members + opt_.publishers));
-  for (int i = 0; i < opt_.members + opt_.publishers; i++) {
-    Peer& p = peers_[static_cast<size_t>(i)];
-    p.publisher = i >= opt_.members;
-    p.index = static_cast<uint32_t>(p.publisher ? i - opt_.members : i);
-  }
-  size_t rooms = static_cast<size_t>(opt_.rooms);
-  if (opt_.room.find(',') != std::string::npos) {  // a list of room ids, one per room
+  if (opt_.room.find(',') != std::string::npos) {  // a list of room ids, one per room (main() checked the count)
     size_t from = 0;
     while (from <= opt_.room.size()) {
       size_t comma = std::min(opt_.room.find(',', from), opt_.room.size());
@@ -157,14 +184,26 @@ int Fanout::run() {
       from = comma + 1;
     }
   } else {
-    for (size_t r = 0; r < rooms; r++) room_ids_.push_back(rooms == 1 ? opt_.room : opt_.room + "-" + std::to_string(r));
+    for (int r = 0; r < opt_.rooms; r++) room_ids_.push_back(opt_.rooms == 1 ? opt_.room : opt_.room + "-" + std::to_string(r));
   }
-  room_acked_.assign(rooms, 0);
-  room_reading_.assign(rooms, 0);
-  for (int i = opt_.stalled; i < opt_.members; i++) room_reading_[static_cast<size_t>(i) % rooms]++;
-  last_seq_.assign(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers), 0);
-  latency_us_.reserve(static_cast<size_t>(opt_.members) * static_cast<size_t>(opt_.publishers) * static_cast<size_t>(opt_.messages) /
-                      rooms + 1024);
+  room_acked_.assign(static_cast<size_t>(opt_.rooms), 0);
+  room_readers_.assign(static_cast<size_t>(opt_.rooms), 0);
+  for (int i = 0; i < opt_.members + opt_.publishers; i++) {
+    Peer& p = peers_[static_cast<size_t>(i)];
+    p.publisher = i >= opt_.members;
+    p.index = static_cast<uint32_t>(p.publisher ? i - opt_.members : i);
+    p.sender = p.publisher || opt_.talk;
+    p.id = p.index;
+    if (!p.publisher && p.index >= static_cast<uint32_t>(opt_.stalled)) room_readers_[member_room(p)]++;
+  }
+  senders_ = opt_.talk ? opt_.members : opt_.publishers;
+  slots_ = opt_.talk ? static_cast<uint32_t>((opt_.members + opt_.rooms - 1) / opt_.rooms) : static_cast<uint32_t>(opt_.publishers);
+  last_seq_.assign(static_cast<size_t>(opt_.members) * slots_, 0);
+  uint64_t reads = 0;
+  for (uint32_t r : room_readers_) reads += r;
+  latency_us_.reserve(static_cast<size_t>(std::min<uint64_t>(
+      reads * static_cast<uint64_t>(opt_.messages) * static_cast<uint64_t>(std::max(senders_, 1)) / static_cast<uint64_t>(opt_.rooms), 200000000ULL)));
+  for (pid_t pid : common_.pids) proc_setup_.push_back(read_proc(pid));
 
   uv_timer_init(&loop_, &watch_timer_);
   uv_timer_init(&loop_, &pace_timer_);
@@ -191,12 +230,18 @@ void Fanout::launch() {
   while (phase_ == Phase::Setup && settingup_ < common_.concurrency && next_launch_ < peers_.size()) {
     size_t i = next_launch_++;
     Peer& p = peers_[i];
-    // A member is the k-th of its room r: endpoint (k + r) % E spreads every room's members over the
-    // endpoints (with one room: member i on endpoint i % E, as before). Publishers: i % E.
-    uint32_t slot = p.publisher ? p.index
-                                : p.index / static_cast<uint32_t>(opt_.rooms) + p.index % static_cast<uint32_t>(opt_.rooms);
-    const Endpoint* ep = &common_.endpoints[slot % common_.endpoints.size()];
+    // Member i is the k-th (k = i / rooms) of room r = i % rooms and goes to endpoint (k + r) % E: every
+    // room's members alternate over the endpoints, and rooms smaller than E still load them all evenly
+    // (with one room: member i on endpoint i % E). Publishers: i % E.
+    size_t e = p.publisher ? p.index
+                           : p.index / static_cast<uint32_t>(opt_.rooms) + p.index % static_cast<uint32_t>(opt_.rooms);
+    const Endpoint* ep = &common_.endpoints[e % common_.endpoints.size()];
     p.client = new Client(&loop_, this, ep, static_cast<uint32_t>(i));
+    if (dia_ == Dia::SocketIo) p.client->set_dialect(Dialect::EngineIo);
+    if (dia_ == Dia::Nchan) {
+      if (p.publisher) p.client->set_dialect(Dialect::Raw);
+      else p.client->set_path(with_room(ep->path, room_name(member_room(p))));
+    }
     settingup_++;
     p.client->start();  // may report a failure at once (on_closed)
   }
@@ -212,14 +257,48 @@ void Fanout::on_open(Client& c) {
     maybe_start();
     return;
   }
-  const std::string& room = room_ids_[p.index % static_cast<uint32_t>(opt_.rooms)];
+  if (dia_ == Dia::Nchan) {  // subscribed by the upgrade itself
+    member_ready(c, p);
+    return;
+  }
+  std::string room = room_name(member_room(p));
+  if (dia_ == Dia::SocketIo) {
+    c.send_text("420[\"join\",\"" + room + "\"]");  // ack id 0: chats use their seq (from 1)
+    return;
+  }
   std::string join = "{\"type\":\"join\",\"roomId\":\"" + room + "\",\"user\":{\"id\":\"m" + std::to_string(p.index) +
                      "\",\"name\":\"member " + std::to_string(p.index) + "\"}}";
   c.send_text(join);
 }
 
+void Fanout::member_ready(Client& c, Peer& p) {
+  if (p.ready) return;
+  p.ready = true;
+  if (p.index < static_cast<uint32_t>(opt_.stalled)) c.pause_reading();
+  members_ready_++;
+  settingup_--;
+  launch();
+  maybe_start();
+}
+
 void Fanout::on_text(Client& c, std::string_view text) {
   Peer& p = peers_[c.index()];
+  if (dia_ == Dia::Nchan) {
+    if (!p.publisher) on_delivery(p, text);
+    return;
+  }
+  if (dia_ == Dia::SocketIo) {
+    if (starts(text, "42[\"chat\"")) {
+      if (!p.publisher) on_delivery(p, text);
+    } else if (starts(text, "430")) {
+      if (!p.publisher) member_ready(c, p);
+    } else if (starts(text, "43") && p.sender) {
+      size_t pos = 2;
+      uint64_t ref = 0;
+      if (read_uint(text, &pos, &ref) && ref > 0 && ref <= p.sent && p.inflight > 0) resolved(p, static_cast<uint32_t>(ref), true);
+    }
+    return;
+  }
   if (p.publisher) {
     on_reply(p, text);
     return;
@@ -229,14 +308,9 @@ void Fanout::on_text(Client& c, std::string_view text) {
   } else if (starts(text, "{\"type\":\"presence\"")) {
     presence_++;
   } else if (starts(text, "{\"type\":\"joined\"")) {
-    if (!p.ready) {
-      p.ready = true;
-      if (p.index < static_cast<uint32_t>(opt_.stalled)) c.pause_reading();
-      members_ready_++;
-      settingup_--;
-      launch();
-      maybe_start();
-    }
+    member_ready(c, p);
+  } else if (p.sender && (starts(text, "{\"type\":\"ack\"") || (p.ready && starts(text, "{\"type\":\"error\"")))) {
+    on_reply(p, text);
   } else if (starts(text, "{\"type\":\"error\"")) {
     errors_[std::string(string_field(text, "code"))]++;
     if (!p.ready) {
@@ -260,7 +334,7 @@ void Fanout::on_closed(Client& c, int code, const char* why) {
     finish("setup failed");
     return;
   }
-  if (p.publisher) {
+  if (p.sender) {
     p.inflight = 0;  // unresolved chats of a closed publisher count neither as acked nor as refused
     if (publishing_done() && phase_ == Phase::Publishing) phase_ = Phase::Draining;
   }
@@ -288,14 +362,59 @@ void Fanout::begin() {
 }
 
 void Fanout::pump_all() {
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+  if (!opt_.talk || opt_.rate <= 0) {
+    for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) pump(peers_[i]);
+    return;
+  }
+  // Many senders at a total rate: hand out this tick's chats round-robin, O(chats) rather than
+  // O(senders) per 1 ms tick (the bench must not be what limits rooms where everyone talks).
+  if (phase_ != Phase::Publishing) return;
+  double elapsed = static_cast<double>(uv_hrtime() - t_start_ns_) / 1e9;
+  uint64_t allowed = std::min<uint64_t>(static_cast<uint64_t>(opt_.rate * elapsed) + 1,
+                                        static_cast<uint64_t>(opt_.messages) * static_cast<uint64_t>(senders_));
+  size_t misses = 0;
+  while (sent_total_ < allowed && misses < static_cast<size_t>(senders_)) {
+    Peer& p = peers_[cursor_];
+    cursor_ = (cursor_ + 1) % static_cast<size_t>(senders_);
+    if (p.client && p.sent < static_cast<uint32_t>(opt_.messages) && p.inflight < static_cast<uint32_t>(opt_.window)) {
+      send_chat(p);
+      sent_total_++;
+      misses = 0;
+    } else {
+      misses++;
+    }
+  }
+}
+
+// nchan publishers: pipelined HTTP responses, one per POST, in order; 2xx is an ack.
+void Fanout::on_raw(Client& c, const char* data, size_t len) {
+  Peer& p = peers_[c.index()];
+  p.http_in.append(data, len);
+  for (;;) {
+    size_t end = p.http_in.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    size_t body = 0, cl = p.http_in.find("Content-Length:");
+    if (cl == std::string::npos) cl = p.http_in.find("content-length:");
+    if (cl != std::string::npos && cl < end) {
+      size_t pos = cl + 15;
+      while (pos < end && p.http_in[pos] == ' ') pos++;
+      uint64_t v = 0;
+      if (read_uint(p.http_in, &pos, &v)) body = static_cast<size_t>(v);
+    }
+    if (p.http_in.size() < end + 4 + body) return;
+    bool ok = p.http_in.size() > 9 && p.http_in[9] == '2';
+    if (!ok) errors_["http " + p.http_in.substr(9, 3)]++;
+    p.http_in.erase(0, end + 4 + body);
+    if (p.inflight > 0) resolved(p, p.acked + p.refused + 1, ok);
+  }
 }
 
 void Fanout::pump(Peer& p) {
   if (phase_ != Phase::Publishing || !p.client) return;
+  if (opt_.talk && opt_.rate > 0) return;  // pump_all hands out the chats
   uint64_t allowed = static_cast<uint64_t>(opt_.messages);
   if (opt_.rate > 0) {
-    double per_pub = opt_.rate / opt_.publishers;
+    double per_pub = opt_.rate / senders_;
     double elapsed = static_cast<double>(uv_hrtime() - t_start_ns_) / 1e9;
     allowed = std::min<uint64_t>(allowed, static_cast<uint64_t>(per_pub * elapsed) + 1);
   }
@@ -306,14 +425,26 @@ void Fanout::send_chat(Peer& p) {
   uint32_t seq = ++p.sent;
   p.inflight++;
   char head[80];
-  int n = snprintf(head, sizeof(head), "%" PRIu64 " %u %u ", uv_hrtime(), p.index, seq);
+  int n = snprintf(head, sizeof(head), "%" PRIu64 " %u %u ", uv_hrtime(), p.id, seq);
+  const std::string& room = room_name(chat_room(p, seq));
+  std::string text(head, static_cast<size_t>(n));
+  if (opt_.size > n) text.append(static_cast<size_t>(opt_.size - n), 'x');
+  if (dia_ == Dia::Nchan) {
+    const Endpoint* ep = p.client->endpoint();
+    p.client->send_raw("POST " + with_room(ep->path, room) + " HTTP/1.1\r\nHost: " + ep->host_port +
+                       "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text);
+    return;
+  }
+  if (dia_ == Dia::SocketIo) {
+    p.client->send_text("42" + std::to_string(seq) + "[\"chat\",{\"room\":\"" + room + "\",\"message\":\"" + text + "\"}]");
+    return;
+  }
   msg_buf_.assign("{\"type\":\"chat\",\"roomId\":\"");
-  msg_buf_.append(room_ids_[room_of_chat(p.index, seq)]);
+  msg_buf_.append(room);
   msg_buf_.append("\",\"ref\":");
   msg_buf_.append(std::to_string(seq));
   msg_buf_.append(",\"message\":\"");
-  msg_buf_.append(head, static_cast<size_t>(n));
-  if (opt_.size > n) msg_buf_.append(static_cast<size_t>(opt_.size - n), 'x');
+  msg_buf_.append(text);
   msg_buf_.append("\"}");
   p.client->send_text(msg_buf_);
 }
@@ -325,9 +456,13 @@ void Fanout::on_reply(Peer& p, std::string_view text) {
   if (!ack && !err) return;
   int64_t ref = ref_of(text);
   if (ref <= 0 || ref > static_cast<int64_t>(p.sent) || p.inflight == 0) return;
+  resolved(p, static_cast<uint32_t>(ref), ack);
+}
+
+void Fanout::resolved(Peer& p, uint32_t seq, bool ack) {
   if (ack) {
     p.acked++;
-    room_acked_[room_of_chat(p.index, static_cast<uint64_t>(ref))]++;
+    room_acked_[chat_room(p, seq)]++;
   } else {
     p.refused++;
   }
@@ -344,24 +479,29 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
   if (m.index < static_cast<uint32_t>(opt_.stalled)) return;  // bytes read before the pause took effect
   uint64_t now = uv_hrtime();
   received_++;
-  size_t pos = text.find("\"message\":\"");
+  size_t pos = dia_ == Dia::Nchan ? 0 : text.find("\"message\":\"");
   uint64_t t = 0, pub = 0, seq = 0;
   if (pos == std::string_view::npos) {
     foreign_++;
     return;
   }
-  pos += 11;
+  if (dia_ != Dia::Nchan) pos += 11;
   if (!read_uint(text, &pos, &t) || ++pos > text.size() || !read_uint(text, &pos, &pub) || ++pos > text.size() ||
-      !read_uint(text, &pos, &seq) || pub >= static_cast<uint64_t>(opt_.publishers) || seq == 0 ||
+      !read_uint(text, &pos, &seq) || pub >= static_cast<uint64_t>(senders_) || seq == 0 ||
       seq > static_cast<uint64_t>(opt_.messages) || t > now || t < t_start_ns_) {
     foreign_++;  // not one of this run's chats
     return;
   }
-  if (room_of_chat(static_cast<uint32_t>(pub), seq) != m.index % static_cast<uint32_t>(opt_.rooms)) {
+  if (chat_room_of(pub, seq) != member_room(m)) {
     misrouted_++;  // a chat of another room
     return;
   }
-  uint32_t& last = last_seq_[static_cast<size_t>(m.index) * static_cast<size_t>(opt_.publishers) + pub];
+  uint64_t slot = opt_.talk ? pub / static_cast<uint64_t>(opt_.rooms) : pub;
+  if (slot >= slots_) {
+    foreign_++;
+    return;
+  }
+  uint32_t& last = last_seq_[static_cast<size_t>(m.index) * slots_ + slot];
   if (seq <= last) {
     out_of_order_++;  // a repeat or an overtaken chat: a broken room order
     return;
@@ -374,15 +514,15 @@ void Fanout::on_delivery(Peer& m, std::string_view text) {
 }
 
 uint64_t Fanout::expected() const {
-  uint64_t n = 0;
-  for (size_t r = 0; r < room_acked_.size(); r++) n += room_acked_[r] * room_reading_[r];
-  return n;
+  uint64_t total = 0;
+  for (size_t r = 0; r < room_acked_.size(); r++) total += room_acked_[r] * room_readers_[r];
+  return total;
 }
 
 bool Fanout::publishing_done() const {
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+  for (size_t i = opt_.talk ? 0 : static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
     const Peer& p = peers_[i];
-    if (p.client && (p.sent < static_cast<uint32_t>(opt_.messages) || p.inflight > 0)) return false;
+    if (p.sender && p.client && (p.sent < static_cast<uint32_t>(opt_.messages) || p.inflight > 0)) return false;
   }
   return true;
 }
@@ -393,7 +533,7 @@ void Fanout::watch() {
   if (now - last_print_ns_ >= 2000000000ULL) {
     last_print_ns_ = now;
     uint64_t sent = 0, acked = 0;
-    for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+    for (size_t i = 0; i < peers_.size(); i++) {
       sent += peers_[i].sent;
       acked += peers_[i].acked;
     }
@@ -432,7 +572,7 @@ void Fanout::finish(const char* why) {
 
 int Fanout::report() {
   uint64_t sent = 0, acked = 0, refused = 0;
-  for (size_t i = static_cast<size_t>(opt_.members); i < peers_.size(); i++) {
+  for (size_t i = 0; i < peers_.size(); i++) {
     sent += peers_[i].sent;
     acked += peers_[i].acked;
     refused += peers_[i].refused;
@@ -442,17 +582,15 @@ int Fanout::report() {
   std::string endpoints;
   for (const Endpoint& ep : common_.endpoints) endpoints += (endpoints.empty() ? "" : ", ") + ep.url;
   printf("roomcast-bench fanout%s%s\n", common_.label.empty() ? "" : ": ", common_.label.c_str());
-  if (opt_.rooms == 1)
-    printf("  setup       %d members in room %s, %d publish-only connections, spread over %s\n", opt_.members,
-           opt_.room.c_str(), opt_.publishers, endpoints.c_str());
-  else
-    printf("  setup       %d members in %d rooms %s .. %s (member i in room i %% %d), %d publish-only connections\n"
-           "              (chat s of publisher p to room (p + s) %% %d), spread over %s\n",
-           opt_.members, opt_.rooms, room_ids_.front().c_str(), room_ids_.back().c_str(), opt_.rooms, opt_.publishers,
-           opt_.rooms, endpoints.c_str());
+  std::string rooms_text = opt_.rooms == 1 ? "room " + room_ids_.front()
+                                             : std::to_string(opt_.rooms) + " rooms " + room_ids_.front() + " .. " + room_ids_.back() +
+                                                   " (member i in room i % " + std::to_string(opt_.rooms) + ")";
+  printf("  setup       %d members in %s, %s, spread over %s (dialect %s)\n", opt_.members, rooms_text.c_str(),
+         opt_.talk ? "every member publishing" : (std::to_string(opt_.publishers) + " publish-only connections").c_str(), endpoints.c_str(),
+         opt_.dialect.c_str());
   if (opt_.stalled > 0)
     printf("  stalled     %d of the members stop reading once joined (expected to be closed as slow consumers)\n", opt_.stalled);
-  printf("  load        %d chats per publisher, %d bytes each, window %d, rate %s\n", opt_.messages, opt_.size, opt_.window,
+  printf("  load        %d chats per sender, %d bytes each, window %d, rate %s\n", opt_.messages, opt_.size, opt_.window,
          opt_.rate > 0 ? (std::to_string(static_cast<long>(opt_.rate)) + "/s").c_str() : "unlimited (window-bound)");
   if (setup_failed_ || t_start_ns_ == 0) {
     printf("  FAILED      %s (%s)\n", setup_error_.empty() ? "setup did not complete" : setup_error_.c_str(), end_reason_);
@@ -470,9 +608,8 @@ int Fanout::report() {
   }
   printf("  published   %" PRIu64 " sent, %" PRIu64 " acked, %" PRIu64 " refused, %.0f chats/s acked\n", sent, acked, refused,
          pub_s > 0 ? static_cast<double>(acked) / pub_s : 0);
-  printf("  deliveries  expected %" PRIu64 " (to the %d reading members%s), received %" PRIu64 " %s", exp,
-         opt_.members - opt_.stalled, opt_.rooms > 1 ? " of each chat's room" : "", valid_,
-         lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
+  printf("  deliveries  expected %" PRIu64 " (acked chats x the reading members of their room), received %" PRIu64 " %s", exp,
+         valid_, lost == 0 ? "(none lost)" : ("(LOST " + std::to_string(lost) + ")").c_str());
   if (out_of_order_ || foreign_) printf(", %" PRIu64 " out of order or repeated, %" PRIu64 " unrecognised", out_of_order_, foreign_);
   if (misrouted_) printf(", %" PRIu64 " MISROUTED (a chat of another room)", misrouted_);
   printf("\n  throughput  %.0f deliveries/s (%" PRIu64 " in %.2f s, first send to last delivery)\n", per_s, valid_, del_s);
@@ -505,10 +642,30 @@ int Fanout::report() {
     ours += pct;
     cpu += ", " + proc_after_[i].comm + "[" + std::to_string(common_.pids[i]) + "] " + std::to_string(pct) + "%";
     cpu_kv += " cpu_" + proc_after_[i].comm + "_" + std::to_string(common_.pids[i]) + "=" + std::to_string(pct);
-    char secs[32];
-    snprintf(secs, sizeof(secs), "%.3f", proc_after_[i].cpu_s - proc_before_[i].cpu_s);
+    char secs[32];  // seconds of CPU (utime+stime) over the run: cluster.sh and bench.py divide it by chats, deliveries
+    snprintf(secs, sizeof secs, "%.3f", proc_after_[i].cpu_s - proc_before_[i].cpu_s);
     cpu_kv += " cpusec_" + proc_after_[i].comm + "_" + std::to_string(common_.pids[i]) + "=" + secs;
   }
+  // CPU-normalised figures: utime+stime of every --pid (servers and Redis), per delivery and per join.
+  double srv_cpu = 0, setup_cpu = 0;
+  for (size_t i = 0; i < proc_before_.size() && i < proc_after_.size(); i++)
+    if (proc_before_[i].ok && proc_after_[i].ok) srv_cpu += proc_after_[i].cpu_s - proc_before_[i].cpu_s;
+  for (size_t i = 0; i < proc_setup_.size() && i < proc_before_.size(); i++)
+    if (proc_setup_[i].ok && proc_before_[i].ok) setup_cpu += proc_before_[i].cpu_s - proc_setup_[i].cpu_s;
+  double setup_s = static_cast<double>(t_start_ns_ - t_setup_ns_) / 1e9 - 0.3;
+  if (!common_.pids.empty()) {
+    printf("  per unit    server+Redis CPU %.3f us per delivery (%.3f s over %" PRIu64 "); setup: %.2f s, %.1f us of CPU per member joined\n",
+           valid_ ? srv_cpu * 1e6 / static_cast<double>(valid_) : 0.0, srv_cpu, valid_, setup_s,
+           opt_.members ? setup_cpu * 1e6 / opt_.members : 0.0);
+  }
+  char extra[512];
+  snprintf(extra, sizeof extra,
+           " dialect=%s rooms=%d talk=%d misrouted=%" PRIu64 " chats_per_s=%.0f publish_s=%.3f delivery_s=%.3f srv_cpu_s=%.3f"
+           " cpu_us_per_delivery=%.4f setup_s=%.3f join_cpu_us=%.2f wall_s=%.3f presence=%" PRIu64,
+           opt_.dialect.c_str(), opt_.rooms, opt_.talk ? 1 : 0, misrouted_, pub_s > 0 ? static_cast<double>(acked) / pub_s : 0, pub_s,
+           del_s, srv_cpu, valid_ ? srv_cpu * 1e6 / static_cast<double>(valid_) : 0.0, setup_s,
+           opt_.members ? setup_cpu * 1e6 / opt_.members : 0.0, wall, presence_);
+  cpu_kv += extra;
   int machine = static_cast<int>((machine_after_ - machine_before_) / wall * 100);
   if (machine < ours) machine = ours;  // clock-tick rounding of short runs: "outside" is never below zero
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -519,11 +676,11 @@ int Fanout::report() {
   printf("  ended       %s\n", end_reason_);
   printf("RESULT mode=fanout label=%s status=%s members=%d publishers=%d sent=%" PRIu64 " acked=%" PRIu64 " expected=%" PRIu64
          " received=%" PRIu64 " lost=%" PRIu64 " stalled=%d out_of_order=%" PRIu64 " deliveries_per_s=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f errors=%" PRIu64
-         " slow_consumer_drops=%.0f %s rooms=%d misrouted=%" PRIu64 " chats_per_s=%.0f publish_s=%.3f delivery_s=%.3f wall_s=%.3f\n",
+         " slow_consumer_drops=%.0f %s\n",
          common_.label.c_str(),
          lost == 0 && out_of_order_ == 0 && misrouted_ == 0 && std::string(end_reason_) == "all delivered" ? "ok" : "incomplete",
          opt_.members, opt_.publishers, sent, acked, exp, valid_, lost, opt_.stalled, out_of_order_, per_s, p50, p90, p99, mx, err_total, drops,
-         cpu_kv.c_str(), opt_.rooms, misrouted_, pub_s > 0 ? static_cast<double>(acked) / pub_s : 0, pub_s, del_s, wall);
+         cpu_kv.c_str());
   fflush(stdout);
   if (std::string(end_reason_) == "time limit") return 2;
   return lost == 0 && out_of_order_ == 0 && misrouted_ == 0 ? 0 : 3;

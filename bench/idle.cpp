@@ -53,7 +53,7 @@ class Idle : public ClientEvents {
   uint64_t t_start_ns_ = 0, t_opened_ns_ = 0;
   int held_ = 0;                         // connections open at the held reading
   double server_websockets_ = -1;        // roomcast_websockets summed over endpoints, while held
-  std::vector<ProcSample> before_, held_sample_, after_;
+  std::vector<ProcSample> before_, hold_start_, held_sample_, after_;
   long slab_before_kb_ = 0, slab_held_kb_ = 0;  // the machine's kernel slab memory
 };
 
@@ -91,6 +91,12 @@ void Idle::launch() {
     size_t i = next_launch_++;
     const Endpoint* ep = &common_.endpoints[i % common_.endpoints.size()];
     clients_[i] = new Client(&loop_, this, ep, static_cast<uint32_t>(i));
+    if (opt_.dialect == "socketio") clients_[i]->set_dialect(Dialect::EngineIo);
+    if (opt_.dialect == "nchan") {
+      std::string path = ep->path, room = opt_.rooms > 0 ? tag_ + "-" + std::to_string(i % static_cast<size_t>(opt_.rooms)) : tag_ + "-" + std::to_string(i);
+      if (size_t p = path.find("{room}"); p != std::string::npos) path.replace(p, 6, room);
+      clients_[i]->set_path(path);
+    }
     settingup_++;
     clients_[i]->start();
   }
@@ -99,17 +105,23 @@ void Idle::launch() {
 }
 
 void Idle::on_open(Client& c) {
-  if (opt_.rooms <= 0) {
+  if (opt_.rooms <= 0 || opt_.dialect == "nchan") {  // nchan: the upgrade itself subscribes
     ready(c);
     return;
   }
   std::string room = tag_ + "-" + std::to_string(c.index() % static_cast<uint32_t>(opt_.rooms));
+  if (opt_.dialect == "socketio") {
+    c.send_text("420[\"join\",\"" + room + "\"]");
+    return;
+  }
   c.send_text("{\"type\":\"join\",\"roomId\":\"" + room + "\",\"user\":{\"id\":\"i" + std::to_string(c.index()) +
               "\",\"name\":\"idle " + std::to_string(c.index()) + "\"}}");
 }
 
 void Idle::on_text(Client& c, std::string_view text) {
-  if (opt_.rooms > 0 && !ready_[c.index()] && text.rfind("{\"type\":\"joined\"", 0) == 0) ready(c);
+  if (opt_.rooms > 0 && !ready_[c.index()] &&
+      (text.rfind("{\"type\":\"joined\"", 0) == 0 || (opt_.dialect == "socketio" && text.rfind("430", 0) == 0)))
+    ready(c);
 }
 
 void Idle::ready(Client& c) {
@@ -140,6 +152,7 @@ void Idle::check_opened() {
   if (phase_ != Phase::Opening || next_launch_ < clients_.size() || settingup_ > 0) return;
   phase_ = Phase::Holding;
   t_opened_ns_ = uv_hrtime();
+  for (pid_t pid : common_.pids) hold_start_.push_back(read_proc(pid));
   fprintf(stderr, "idle: %d connections open (%d failed) in %.2f s; holding %.1f s\n", opened_, failed_,
           static_cast<double>(t_opened_ns_ - t_start_ns_) / 1e9, opt_.hold_s);
   uv_timer_start(&step_timer_, [](uv_timer_t* t) { static_cast<Idle*>(t->data)->take_held_reading(); },
@@ -218,6 +231,17 @@ int Idle::report() {
            common_.pids[i], b.vm_rss_kb, h.vm_rss_kb, i < after_.size() ? after_[i].vm_rss_kb : -1L, b.rss_anon_kb,
            h.rss_anon_kb, i < after_.size() ? after_[i].rss_anon_kb : -1L);
   }
+  // CPU while held (server pings and their pongs, timers): utime+stime of every --pid.
+  double hold_cpu = 0;
+  for (size_t i = 0; i < hold_start_.size() && i < held_sample_.size(); i++)
+    if (hold_start_[i].ok && held_sample_[i].ok) hold_cpu += held_sample_[i].cpu_s - hold_start_[i].cpu_s;
+  double setup_cpu = 0;
+  for (size_t i = 0; i < before_.size() && i < hold_start_.size(); i++)
+    if (before_[i].ok && hold_start_[i].ok) setup_cpu += hold_start_[i].cpu_s - before_[i].cpu_s;
+  double open_s = t_opened_ns_ ? static_cast<double>(t_opened_ns_ - t_start_ns_) / 1e9 : 0.0;
+  if (held_ > 0 && !common_.pids.empty())
+    printf("  cpu         setup %.1f us of server CPU per connection (%.0f connections/s); held: %.3f s of CPU over %.1f s = %.2f us per connection per second\n",
+           setup_cpu * 1e6 / held_, open_s > 0 ? held_ / open_s : 0.0, hold_cpu, opt_.hold_s, hold_cpu * 1e6 / held_ / std::max(opt_.hold_s, 0.001));
   double per = 0, per_anon = 0;
   if (ok && held_ > 0) {
     per = static_cast<double>(rss_held - rss_before) * 1024.0 / held_;
@@ -233,10 +257,12 @@ int Idle::report() {
   printf("  ended       %s\n", end_reason_);
   const char* status = std::string(end_reason_) != "done" ? "incomplete" : failed_ || lost_while_held_ ? "failures" : "ok";
   printf("RESULT mode=idle label=%s status=%s connections=%d opened=%d failed=%d rooms=%d rss_before_kb=%ld rss_held_kb=%ld"
-         " rss_after_kb=%ld anon_before_kb=%ld anon_held_kb=%ld anon_after_kb=%ld bytes_per_conn=%.0f anon_bytes_per_conn=%.0f kernel_slab_bytes_per_pair=%.0f\n",
+         " rss_after_kb=%ld anon_before_kb=%ld anon_held_kb=%ld anon_after_kb=%ld bytes_per_conn=%.0f anon_bytes_per_conn=%.0f kernel_slab_bytes_per_pair=%.0f"
+         " open_s=%.3f setup_cpu_s=%.3f hold_cpu_s=%.3f hold_s=%.1f dialect=%s\n",
          common_.label.c_str(), status, opt_.connections, held_, failed_, opt_.rooms, rss_before, rss_held, rss_after, anon_before,
          anon_held, anon_after, per, per_anon,
-         held_ > 0 ? static_cast<double>(slab_held_kb_ - slab_before_kb_) * 1024.0 / held_ : 0.0);
+         held_ > 0 ? static_cast<double>(slab_held_kb_ - slab_before_kb_) * 1024.0 / held_ : 0.0, open_s, setup_cpu, hold_cpu,
+         opt_.hold_s, opt_.dialect.c_str());
   fflush(stdout);
   if (std::string(end_reason_) == "time limit") return 2;
   return failed_ || lost_while_held_ ? 3 : 0;

@@ -1,5 +1,6 @@
 // roomcast-bench: the load generator's command line (one table of options), then one scenario.
 // Rule: every option has a default and bounds; a bad value is an error with the option's name.
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -33,7 +34,10 @@ struct All {
   IdleOptions idle;
   std::vector<std::string> urls;
   std::vector<std::string> pids;
+  std::string source;  // --source
+  int sources = 1;     // --sources
   int rooms = -1;  // --rooms: fanout (default 1) and idle (default 0) read it differently
+  int talk = 0;
 };
 
 std::vector<Option> table(All& a) {
@@ -42,6 +46,8 @@ std::vector<Option> table(All& a) {
       {"pid", "both", Kind::Pid, 0, 0, "server (or redis-server) process to read /proc/PID of: CPU in fanout, RSS in idle; repeatable", &a.pids},
       {"timeout", "both", Kind::Real, 1, 3600, "hard limit of the whole run, seconds (default 120)", &a.common.timeout_s},
       {"concurrency", "both", Kind::Int, 1, 10000, "connections being set up at once (default 256)", &a.common.concurrency},
+      {"source", "both", Kind::Text, 0, 0, "source address 127.0.0.x of every connection (default: the kernel's choice); several bench processes with different sources hold more than 64k connections to one port", &a.source},
+      {"sources", "both", Kind::Int, 1, 250, "connection i binds --source + (i % N): several source addresses keep connect() fast past ~14k connections to one port (default 1)", &a.sources},
       {"label", "both", Kind::Text, 0, 0, "name copied into the RESULT line", &a.common.label},
       {"members", "fanout", Kind::Int, 1, 20000, "connections that join the room (default 100)", &a.fanout.members},
       {"stalled", "fanout", Kind::Int, 0, 20000, "members that stop reading once joined; the server should close them (slow consumer) without slowing the rest; they count in no expectation (default 0)", &a.fanout.stalled},
@@ -52,6 +58,8 @@ std::vector<Option> table(All& a) {
       {"rate", "fanout", Kind::Real, 0, 1e7, "chats per second, all publishers together; 0 = as fast as the window allows (default 0)", &a.fanout.rate},
       {"drain", "fanout", Kind::Real, 0.1, 600, "seconds without a delivery, after the last ack, before the rest counts as lost (default 5)", &a.fanout.drain_s},
       {"room", "fanout", Kind::Text, 0, 0, "room id (default: a fresh bench-<pid>-<n> per run); with --rooms N > 1 the prefix of ROOM-0 .. ROOM-(N-1); or a comma-separated list of room ids (one room each)", &a.fanout.room},
+      {"talk", "fanout", Kind::Int, 0, 1, "1: no publish-only connections, every member sends --messages chats to its own room (rooms where everyone talks)", &a.talk},
+      {"dialect", "both", Kind::Text, 0, 0, "roomcast (default; also the Node ws peer), socketio (Engine.IO v4 over WebSocket: 40, 42[\"chat\",..], acks 43N), nchan (members: WebSocket subscribers of the --url path with {room} replaced; publishers: pipelined HTTP POST to that path)", &a.fanout.dialect},
       {"connections", "idle", Kind::Int, 1, 1000000, "connections to open and hold (default 20000, capped by the open-file limit)", &a.idle.connections},
       {"rooms", "both", Kind::Int, 0, 1000000, "idle: rooms the connections join, connection i in room i % R; 0 = none (default 0). fanout: rooms the members are spread over (member i in room i % R, each room's members spread over the --url list), a publisher's chats go round the rooms (default 1)", &a.rooms},
       {"hold", "idle", Kind::Real, 0, 600, "seconds the connections are held before the reading (default 3)", &a.idle.hold_s},
@@ -64,8 +72,9 @@ void usage(All& a) {
       "Usage: roomcast-bench fanout|idle [options]\n\n"
       "  fanout  MEMBERS join one room (or ROOMS rooms; spread round-robin over the --url list), PUBLISHERS\n"
       "          publish-only connections send MESSAGES chats each (window of unacked chats, optional total\n"
-      "          rate; with ROOMS > 1 each publisher's chats go round the rooms); each\n"
-      "          chat carries its send time. Prints chats published, deliveries expected vs received,\n"
+      "          rate; with ROOMS > 1 each publisher's chats go round the rooms; with --talk 1 every member\n"
+      "          sends to its own room instead); each chat carries its send time. Prints chats published,\n"
+      "          deliveries expected vs received (a chat delivered to another room's member: misrouted),\n"
       "          deliveries per second, publish->delivery latency p50/p90/p99/max, errors, and the\n"
       "          servers' /metrics slow-consumer drops. Run the server with a generous --rate (e.g. 100000):\n"
       "          its default of 50 chats/s per connection refuses most of the load (rate_limited).\n"
@@ -76,7 +85,7 @@ void usage(All& a) {
   printf(
       "  --help\n\n"
       "Output: a report, then one line `RESULT key=value ...` for scripts.\n"
-      "Exit: 0 done; 3 deliveries lost, out of order, or connections failed; 2 time limit or setup failure; 1 bad options.\n");
+      "Exit: 0 done; 3 deliveries lost, out of order, misrouted, or connections failed; 2 time limit or setup failure; 1 bad options.\n");
 }
 
 bool set(const Option& o, const char* v) {
@@ -167,6 +176,16 @@ int main(int argc, char** argv) {
     }
     a.fanout.rooms = a.rooms;
   }
+  a.fanout.talk = a.talk != 0;
+  a.idle.dialect = a.fanout.dialect;
+  if (a.fanout.dialect != "roomcast" && a.fanout.dialect != "socketio" && a.fanout.dialect != "nchan") {
+    fprintf(stderr, "roomcast-bench: --dialect is roomcast, socketio or nchan\n");
+    return 1;
+  }
+  if (a.fanout.talk && a.fanout.dialect == "nchan") {
+    fprintf(stderr, "roomcast-bench: --talk needs acks over the WebSocket: not with --dialect nchan\n");
+    return 1;
+  }
   if (a.fanout.stalled >= a.fanout.members) {
     fprintf(stderr, "roomcast-bench: --stalled must be below --members\n");
     return 1;
@@ -178,6 +197,20 @@ int main(int argc, char** argv) {
     if (!parse_ws_url(u, &ep, &err)) {
       fprintf(stderr, "roomcast-bench: %s\n", err.c_str());
       return 1;
+    }
+    if (!a.source.empty()) {
+      in_addr src{};
+      if (inet_pton(AF_INET, a.source.c_str(), &src) != 1 || (ntohl(src.s_addr) >> 24) != 127) {
+        fprintf(stderr, "roomcast-bench: --source must be a loopback address 127.x.y.z\n");
+        return 1;
+      }
+      if ((ntohl(src.s_addr) & 0xff) + static_cast<uint32_t>(a.sources) > 255) {
+        fprintf(stderr, "roomcast-bench: --source + --sources must stay within 127.x.y.1-254\n");
+        return 1;
+      }
+      ep.has_source = true;
+      ep.sources = a.sources;
+      uv_ip4_addr(a.source.c_str(), 0, &ep.source);
     }
     a.common.endpoints.push_back(ep);
   }

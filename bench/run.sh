@@ -135,7 +135,7 @@ awk '
   function v(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return substr($i, length(k) + 2) } return "-" }
   function servers(   i, kv, sum) {  # CPU % of the named server processes (roomcast, redis-server)
     sum = 0
-    for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] ~ /^cpu_/ && kv[1] !~ /^cpu_(bench|machine|other)$/) sum += kv[2] }
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] ~ /^cpu_.*_[0-9]+$/) sum += kv[2] }
     return sum
   }
   BEGIN {

@@ -130,12 +130,27 @@ Client::Client(uv_loop_t* loop, ClientEvents* events, const Endpoint* ep, uint32
     : loop_(loop), events_(events), ep_(ep), index_(index) {}
 
 void Client::start() {
-  int r = uv_tcp_init(loop_, &tcp_);
+  int r = uv_tcp_init_ex(loop_, &tcp_, AF_INET);
   if (r != 0) {
     finish(0, uv_err_name(r));  // no handle yet: on_closed, then delete
     return;
   }
   tcp_.data = this;
+  if (ep_->has_source) {
+    // Many source addresses multiply the 4-tuples to one server port; the port is picked at connect,
+    // not at bind, so one address serves every destination.
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in src = ep_->source;
+    src.sin_addr.s_addr = htonl(ntohl(src.sin_addr.s_addr) + index_ % static_cast<uint32_t>(ep_->sources));
+    r = uv_tcp_bind(&tcp_, reinterpret_cast<const sockaddr*>(&src), 0);
+    if (r != 0) {
+      state_ = State::Connecting;
+      finish(0, uv_err_name(r));
+      return;
+    }
+  }
   connect_req_.data = this;
   state_ = State::Connecting;  // from here on the handle exists and is closed by finish()
   r = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&ep_->addr), ClientIo::on_connect);
@@ -149,13 +164,23 @@ void Client::on_connected(int status) {
     return;
   }
   uv_tcp_nodelay(&tcp_, 1);
+  if (dialect_ == Dialect::Raw) {
+    state_ = State::Open;
+    int r = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), ClientIo::on_alloc, ClientIo::on_read);
+    if (r != 0) {
+      finish(0, uv_err_name(r));
+      return;
+    }
+    events_->on_open(*this);
+    return;
+  }
   unsigned char raw[16];
   for (int i = 0; i < 16; i += 8) {
     uint64_t v = next_random();
     memcpy(raw + i, &v, 8);
   }
   key_ = base64(raw, sizeof(raw));
-  std::string req = "GET " + ep_->path + " HTTP/1.1\r\nHost: " + ep_->host_port +
+  std::string req = "GET " + (path_.empty() ? ep_->path : path_) + " HTTP/1.1\r\nHost: " + ep_->host_port +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key_ +
                     "\r\nSec-WebSocket-Version: 13\r\n\r\n";
   state_ = State::Handshake;
@@ -168,6 +193,10 @@ void Client::on_connected(int status) {
 }
 
 void Client::on_data(const char* data, size_t len) {
+  if (dialect_ == Dialect::Raw) {
+    if (state_ == State::Open) events_->on_raw(*this, data, len);
+    return;
+  }
   if (state_ == State::Handshake) {
     size_t used = 0;
     if (!on_handshake(data, len, &used)) return;
@@ -211,7 +240,7 @@ bool Client::on_handshake(const char* data, size_t len, size_t* used) {
   key_.clear();
   key_.shrink_to_fit();
   state_ = State::Open;
-  events_->on_open(*this);
+  if (dialect_ == Dialect::WebSocket) events_->on_open(*this);  // Engine.IO: once `40` arrives
   return state_ == State::Open;
 }
 
@@ -247,7 +276,7 @@ ssize_t Client::parse_frames(const char* data, size_t len) {
     pos += hdr + static_cast<size_t>(plen);
     switch (op) {
       case 0x1:  // text
-        if (fin) events_->on_text(*this, payload);
+        if (fin) on_message(payload);
         else fragments_.assign(payload);
         break;
       case 0x0:  // continuation
@@ -255,7 +284,7 @@ ssize_t Client::parse_frames(const char* data, size_t len) {
         if (fin) {
           std::string msg;
           msg.swap(fragments_);
-          events_->on_text(*this, msg);
+          on_message(msg);
         }
         break;
       case 0x9:  // ping: answer with the same payload
@@ -272,6 +301,23 @@ ssize_t Client::parse_frames(const char* data, size_t len) {
     }
   }
   return static_cast<ssize_t>(pos);
+}
+
+void Client::on_message(std::string_view text) {
+  if (dialect_ != Dialect::EngineIo) {
+    events_->on_text(*this, text);
+    return;
+  }
+  if (text == "2") {  // Engine.IO ping
+    send_frame(0x1, "3");
+  } else if (!text.empty() && text[0] == '0') {  // Engine.IO open: connect to the main namespace
+    send_frame(0x1, "40");
+  } else if (!eio_connected_ && text.rfind("40", 0) == 0) {
+    eio_connected_ = true;
+    events_->on_open(*this);
+  } else {
+    events_->on_text(*this, text);
+  }
 }
 
 void Client::send_text(std::string_view text) {

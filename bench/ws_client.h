@@ -18,6 +18,10 @@ struct Endpoint {
   std::string path;        // request target, "/ws" when the URL has none
   sockaddr_in addr{};      // where to connect
   int port = 0;
+  bool has_source = false; // bind to a source address (port chosen at connect) before connecting
+  sockaddr_in source{};    // the first source address (127.x.y.z)
+  int sources = 1;         // connection i uses source + (i % sources): past ~14k connections from one
+                           // address to one port, every connect() scans the ephemeral range
 };
 
 // Parses a ws:// URL. Returns true, or false with *err set (a non-loopback host is an error).
@@ -36,7 +40,14 @@ class ClientEvents {
   // The connection ended: code is the server's close code (0 when there was none), why a short reason.
   // Called once; the object is freed right after the socket's close callback.
   virtual void on_closed(Client& c, int code, const char* why) = 0;
+  // Raw mode only (set_dialect(Dialect::Raw)): bytes as they come, no WebSocket at all.
+  virtual void on_raw(Client& c, const char* data, size_t len) {}
 };
+
+// What runs over the TCP connection: WebSocket text frames (roomcast, nchan, Node ws), Engine.IO v4
+// over WebSocket (Socket.IO: `0{..}` open, `40` connect, `2` ping answered `3`; on_open once the
+// namespace is connected, on_text gets every other packet as sent), or raw bytes (HTTP publishers).
+enum class Dialect : uint8_t { WebSocket, EngineIo, Raw };
 
 class Client {
  public:
@@ -46,10 +57,15 @@ class Client {
   // Starts the TCP connect. Every failure, even one found before this returns, is reported through
   // on_closed (and the object then frees itself).
   void start();
+  // Before start(): the request target instead of the endpoint's path, and what runs over the socket.
+  void set_path(std::string path) { path_ = std::move(path); }
+  void set_dialect(Dialect d) { dialect_ = d; }
   // Sends one masked text frame (queued if the kernel does not take it at once).
   void send_text(std::string_view text);
   // Stops reading (a stalled reader: the server's outbound queue for it grows).
   void pause_reading();
+  // Raw mode: writes bytes as they are.
+  void send_raw(std::string bytes) { if (state_ == State::Open) write_raw(std::move(bytes)); }
   // Closes the socket now (no close handshake: the bench ends or gave up on this connection).
   void close(const char* why);
 
@@ -69,6 +85,8 @@ class Client {
   bool on_handshake(const char* data, size_t len, size_t* used);
   // Parses frames from data; returns bytes consumed, or -1 after a fatal protocol problem.
   ssize_t parse_frames(const char* data, size_t len);
+  // One complete text message: to the owner, or first through the Engine.IO layer.
+  void on_message(std::string_view text);
   void send_frame(uint8_t opcode, std::string_view payload);
   void write_raw(std::string&& bytes);
   void finish(int code, const char* why);
@@ -85,6 +103,9 @@ class Client {
   State state_ = State::Idle;
   int close_code_ = 0;          // the server's close code, if it sent one
   bool told_ = false;           // on_closed was called
+  std::string path_;            // request target when not the endpoint's
+  Dialect dialect_ = Dialect::WebSocket;
+  bool eio_connected_ = false;  // Engine.IO: the `40` of the namespace was seen
 };
 
 }  // namespace roomcast::bench
