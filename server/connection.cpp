@@ -417,27 +417,56 @@ void Connection::flush() {
     close_ws(protocol::kClosePolicy, "slow consumer");
   }
   write_out();
+  // All of it went to the kernel at once: no write callback will come to close after the flush.
+  if (close_after_flush_ && state_ != State::Closed && writes_in_flight_ == 0 && pending_.empty()) close_now();
 }
 
 void Connection::write_out() {
   if (pending_.empty() || state_ == State::Closed || write_failed_) return;
+  uv_buf_t small[16];
+  std::vector<uv_buf_t> large;
+  uv_buf_t* bufs = small;
+  size_t n = pending_.size();
+  if (n > 16) {
+    large.resize(n);
+    bufs = large.data();
+  }
+  for (size_t i = 0; i < n; i++)
+    bufs[i] = uv_buf_init(const_cast<char*>(pending_[i]->data()), static_cast<unsigned>(pending_[i]->size()));
+  // Most writes go to the kernel whole, at once: then nothing is allocated (no WriteOp, and pending_ keeps
+  // its capacity). uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, so order holds.
+  size_t skip = 0;  // buffers written whole
+  size_t off = 0;   // bytes of bufs[skip] written
+  int w = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(n));
+  if (w > 0) {
+    size_t left = static_cast<size_t>(w);
+    server_->metrics().bytes_out += left;
+    while (skip < n && left >= bufs[skip].len) left -= bufs[skip++].len;
+    off = left;
+    if (skip == n) {
+      for (SharedBuf* b : pending_) b->unref();
+      pending_.clear();
+      if (pending_.capacity() > 64) pending_.shrink_to_fit();  // an idle connection keeps no burst's array
+      pending_bytes_ = 0;
+      return;
+    }
+  } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+    write_failed_ = true;  // closed at the next flush, never here: write_out() runs inside fan-out loops
+    server_->mark_dirty(this);
+    return;
+  }
   WriteOp* op = new WriteOp();
   op->req.data = op;
   op->conn = this;
   op->bufs.swap(pending_);
-  op->bytes = pending_bytes_;
+  op->bytes = pending_bytes_ - (w > 0 ? static_cast<size_t>(w) : 0);
   pending_bytes_ = 0;
-  uv_buf_t small[16];
-  std::vector<uv_buf_t> large;
-  uv_buf_t* bufs = small;
-  if (op->bufs.size() > 16) {
-    large.resize(op->bufs.size());
-    bufs = large.data();
-  }
-  for (size_t i = 0; i < op->bufs.size(); i++)
-    bufs[i] = uv_buf_init(const_cast<char*>(op->bufs[i]->data()), static_cast<unsigned>(op->bufs[i]->size()));
+  bufs[skip].base += off;
+  bufs[skip].len -= off;
+  for (size_t i = 0; i < skip; i++) op->bufs[i]->unref();  // written: their references go now
+  op->bufs.erase(op->bufs.begin(), op->bufs.begin() + static_cast<ptrdiff_t>(skip));
   // libuv writes at once what the kernel takes and queues the rest (write_queue_size).
-  int r = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(op->bufs.size()), ConnectionIo::on_write);
+  int r = uv_write(&op->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs + skip, static_cast<unsigned>(n - skip), ConnectionIo::on_write);
   if (r != 0) {
     // Closed at the next flush, never here: write_out() runs inside fan-out loops.
     for (SharedBuf* b : op->bufs) b->unref();
