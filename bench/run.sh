@@ -31,7 +31,7 @@ done
 work=$build/bench-run
 bench=$build/bench/roomcast-bench
 server=$build/server/roomcast
-server_opts=(--host 127.0.0.1 --rate 100000 --log-level warn)
+server_opts=(--host 127.0.0.1 --rate 100000 --log-level warn --max-connections 30000)  # idle: 20,000 connections
 results=$work/results.txt
 
 standalone_pid=""
