@@ -24,9 +24,7 @@ class Migration(RedisClusterTestCase):
         for k in range(FILLERS):
             key = "fill:{%s}:%d" % (room, k)
             await asyncio.to_thread(c.command, key, "SET", key, k)
-        i1, i2 = await self.launch_n(2)
-        a, _ = await self.member(i1, "alice", room)
-        b, _ = await self.member(i2, "bob", room)
+        i1, i2, a, b = await self.two_members(room, "alice", "bob")
         await a.take("presence", event="join", user=user("bob"))
         pubs = [await self.peer(i1, "pub1"), await self.peer(i2, "pub2")]
         ack = await pubs[0].chat_acked(room, "warm", ref="warm")

@@ -16,9 +16,7 @@ class MigrationAborted(RedisClusterTestCase):
         src, dst = c.masters()[0], c.masters()[1]
         room = c.rooms_on(src, 1, "abort")[0]
         slot = room_slot(room)
-        i1, i2 = await self.launch_n(2)
-        a, _ = await self.member(i1, "alice", room)
-        b, _ = await self.member(i2, "bob", room)
+        i1, i2, a, b = await self.two_members(room, "alice", "bob")
         await a.take("presence", event="join", user=user("bob"))
         pub = await self.peer(i1, "pub")
         warm = await pub.chat_acked(room, "warm", ref="warm")
