@@ -687,26 +687,35 @@ class Chaos:
             if inst.label is not None:
                 self.log.outages.append((inst.label, start, end, why, sorted(rooms)))
 
-    async def fault_failover(self):
-        """kill -9 the master of a room (one whose replica is synced); its replica is promoted after
-        cluster-node-timeout; later the dead node is started again and rejoins as a replica of the new master."""
+    async def kill_room_master(self, fault):
+        """kill -9 a master that has a synced replica (for `fault`), its loss window logged, the clients nudged.
+        Returns (master, node, its rooms, time of the kill), or None (noted) when no master has a synced replica."""
         picked = await self.pick_master(need_synced_replica=True)
         if picked is None:
-            self.notes.append("t=%.1f: no master with a synced replica; failover later" % (now() - self.log.t0))
+            self.notes.append("t=%.1f: no master with a synced replica; %s later" % (now() - self.log.t0, fault))
             return None
         m, _, _ = picked
         node = self.cluster.by_port(m.port)
         rooms = self.rooms_of(m)
-        first_slot = m.slots[0][0]
         node.expected_up = False
         t_kill = now()
         node.proc.kill()
         await asyncio.to_thread(node.proc.wait)
         # Writes the old master acked shortly before its death may not have reached the replica (asynchronous
         # replication): Redis itself loses them, and the oracle allows exactly that (oracle.py, loss windows).
-        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill, "failover: %d killed" % m.port))
+        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill, "%s: %d killed" % (fault, m.port)))
         self.nudge_joins(4)
         self.nudge(("burst", 2), 4)
+        return m, node, rooms, t_kill
+
+    async def fault_failover(self):
+        """kill -9 the master of a room (one whose replica is synced); its replica is promoted after
+        cluster-node-timeout; later the dead node is started again and rejoins as a replica of the new master."""
+        killed = await self.kill_room_master("failover")
+        if killed is None:
+            return None
+        m, node, rooms, t_kill = killed
+        first_slot = m.slots[0][0]
         t_promoted = await self.wait_until(lambda: self.owner_port(first_slot) not in (None, m.port), 20.0,
                                            "failover of %d: replica promoted" % m.port)
         self.nudge(("burst", 2), 3)
@@ -728,22 +737,11 @@ class Chaos:
         """kill -9 the master of a room and start it again 0.2-1 s later, within cluster-node-timeout: usually it
         comes back as the master with its append-only file (nothing lost), the instances reconnect to it; if its
         replica was promoted meanwhile, it rejoins as a replica (then as a failover)."""
-        picked = await self.pick_master(need_synced_replica=True)
-        if picked is None:
-            self.notes.append("t=%.1f: no master with a synced replica; master_restart later" % (now() - self.log.t0))
+        killed = await self.kill_room_master("master_restart")
+        if killed is None:
             return None
-        m, _, _ = picked
-        node = self.cluster.by_port(m.port)
-        rooms = self.rooms_of(m)
+        m, node, rooms, t_kill = killed
         first_slot = m.slots[0][0]
-        node.expected_up = False
-        t_kill = now()
-        node.proc.kill()
-        await asyncio.to_thread(node.proc.wait)
-        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill,
-                                      "master_restart: %d killed" % m.port))
-        self.nudge_joins(4)
-        self.nudge(("burst", 2), 4)
         down = self.rng.uniform(0.2, 1.0)
         await asyncio.sleep(down)
         await asyncio.to_thread(node.start, node.port)
