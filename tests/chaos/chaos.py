@@ -687,6 +687,13 @@ class Chaos:
             if inst.label is not None:
                 self.log.outages.append((inst.label, start, end, why, sorted(rooms)))
 
+    async def cluster_whole_again(self, after):
+        """The Redis Cluster whole within 30 s (cluster.wait_healthy), else HarnessError("after <after>: why")."""
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after %s: %s" % (after, e)) from None
+
     async def kill_room_master(self, fault):
         """kill -9 a master that has a synced replica (for `fault`), its loss window logged, the clients nudged.
         Returns (master, node, its rooms, time of the kill), or None (noted) when no master has a synced replica."""
@@ -724,10 +731,7 @@ class Chaos:
         down = self.rng.uniform(0.5, 2.0)
         await asyncio.sleep(down)
         await asyncio.to_thread(node.start, node.port)
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after the failover of %d: %s" % (m.port, e)) from None
+        await self.cluster_whole_again("the failover of %d" % m.port)
         return "%d (master of %s) SIGKILLed; replica %d promoted after %.1fs, instances healthy after %.1fs; " \
                "restarted %.1fs later, a synced replica again" % (
                    m.port, ",".join(sorted(rooms)) or "no room", self.owner_port(first_slot), t_promoted - t_kill,
@@ -753,10 +757,7 @@ class Chaos:
         await self.wait_until(served, 30.0, "master_restart of %d: its slots served again" % m.port)
         t_ok = await self.instances_healthy(15.0, "the restart of master %d" % m.port)
         self.room_outage(rooms, t_kill, t_ok + RECOVERY_SLACK, "master_restart")
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after the restart of master %d: %s" % (m.port, e)) from None
+        await self.cluster_whole_again("the restart of master %d" % m.port)
         owner = self.owner_port(first_slot)
         return "%d (master of %s) SIGKILLed, started again after %.1fs; %s; instances healthy after %.1fs" % (
             m.port, ",".join(sorted(rooms)) or "no room", t_up - t_kill,
@@ -780,10 +781,7 @@ class Chaos:
                                            "CLUSTER FAILOVER on %d" % rep.port)
         t_ok = await self.instances_healthy(15.0, "CLUSTER FAILOVER on %d" % rep.port)
         self.room_outage(rooms, t0, t_ok + RECOVERY_SLACK, "failover_manual")
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after CLUSTER FAILOVER on %d: %s" % (rep.port, e)) from None
+        await self.cluster_whole_again("CLUSTER FAILOVER on %d" % rep.port)
         return "CLUSTER FAILOVER on %d (replica of %d, master of %s): master after %.1fs, instances healthy after" \
                " %.1fs" % (rep.port, m.port, ",".join(sorted(rooms)) or "no room", t_promoted - t0, t_ok - t0)
 
