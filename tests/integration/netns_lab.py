@@ -45,9 +45,10 @@ import socket
 import tempfile
 import threading
 import time
+import types
 import unittest
 
-from cluster_harness import Peer, chat_key, id_parts
+from cluster_harness import Peer, chat_key, id_parts, user
 from redis_cluster_harness import (NODE_TIMEOUT_MS, ClusterNodeViews, RedisCluster, cluster_node_args,
                                    resp_pipeline)
 from roomcast_harness import (STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, _resp_read,
@@ -699,6 +700,94 @@ class RemotePeer(Peer):
 
     async def abort(self):
         await self.agent.request("abort", conn=self.conn)
+
+
+# A member of rooms, through an agent
+
+
+class LabMember:
+    """One user in several rooms through one instance, across reconnections. chats[room] is every chat event of
+    that room it was given, live or in the history of a join with `since`, in arrival order."""
+
+    def __init__(self, agent, inst, uid, rooms):
+        self.agent = agent
+        self.inst = inst
+        self.uid = uid
+        self.rooms = list(rooms)
+        self.peer = None
+        self.chats = {r: [] for r in self.rooms}
+        self.connections = 0
+        self.joined = 0       # joined frames received, over all connections
+        self.notes = []       # what happened to its connections, for messages
+
+    async def connect(self):
+        """Connect, hello, join every room: with since = the last id seen there if any was."""
+        resume = self.connections > 0
+        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
+        self.connections += 1
+        await self.peer.hello(user(self.uid))
+        last = None
+        for r in self.rooms:
+            since = self.last_id(r) if resume else None
+            if since is None:
+                joined = await self.peer.join(r)
+                if resume:   # nothing seen in r yet: its history is everything it missed (the room is young)
+                    self.notes.append("rejoined %s without since: %d in history" % (r, len(joined["history"])))
+            else:
+                joined = await self.peer.join(r, since=since)
+                assert not joined.get("truncated"), "%s: history of %s after %s truncated: %r" % (
+                    self.uid, r, since, joined)
+                self.notes.append("rejoined %s with since=%s: %d in history" % (r, since, len(joined["history"])))
+            self.joined += 1
+            self.chats[r].extend(joined["history"])
+            last = joined
+        return last
+
+    def last_id(self, room):
+        return self.chats[room][-1]["id"] if self.chats[room] else None
+
+    def drain(self):
+        """Move the chat events of its rooms that the current connection received into `chats`."""
+        keep = []
+        for m in self.peer.inbox:
+            if m.get("type") == "chat" and m.get("roomId") in self.chats:
+                self.chats[m["roomId"]].append(m)
+            else:
+                keep.append(m)
+        self.peer.inbox[:] = keep
+
+    def ids(self, room):
+        return [c["id"] for c in self.chats[room]]
+
+    async def wait_ids(self, want, timeout):
+        """Until every id in want[room] is in chats[room] for every room; a closed connection is opened again
+        (joining with `since` = the last id seen in each room)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            missing = {r: set(ids) - set(self.ids(r)) for r, ids in want.items()}
+            missing = {r: m for r, m in missing.items() if m}
+            if not missing:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s: chats missing after %.1fs: %s (%s)" % (
+                    self.uid, timeout, "; ".join("%s: %d, first %s (has %d)" % (
+                        r, len(m), sorted(m, key=id_parts)[:3], len(self.chats[r])) for r, m in missing.items()),
+                    "; ".join(self.notes) or "one connection"))
+            if self.peer.closed is not None:
+                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
+                try:
+                    await self.connect()
+                except (AgentError, AssertionError) as e:
+                    self.notes.append("reconnect failed: %s" % e)
+                    await asyncio.sleep(0.5)
+                continue
+            await self.peer.wait_changed(min(left, 0.5))
+
+    def as_peer(self):
+        """What redis_cluster_harness.check_room_log reads (label, seen): every chat it was given, in arrival order."""
+        return types.SimpleNamespace(label=self.uid, seen=[c for r in self.rooms for c in self.chats[r]])
 
 
 # Test case base: a lab of hosts, roomcast instances on some of them, agents (WebSocket and HTTP clients) on others.

@@ -21,7 +21,7 @@ import time
 import unittest
 
 from cluster_harness import SCALE, TIMEOUT, id_parts, unique, user
-from netns_lab import AgentError, HostRedis, NetnsTestCase
+from netns_lab import HostRedis, LabMember, NetnsTestCase
 
 PREFIX = "rcnetns"          # namespaces: rcnetns-<pid>x<hex>-<host>
 PORT = 8080                 # every host has its own port space
@@ -33,74 +33,6 @@ CHAT_EVERY = 0.25           # bob's pace during the cut
 INSTANCE_ARGS = ["--log-level", "debug", "--history", "500"]
 # Per test: extra arguments of app1. Pinging every 0.5 s, app1 closes (1001) its clients, whose pongs are lost in the cut.
 APP1_ARGS = {"test_cut_app1_drops_its_clients": ["--ping-interval", "0.5"]}
-
-
-class Member:
-    """One user in the room through one instance, across reconnections. `chats` is every chat event of the room it
-    was given, live or in the history of a join with `since`, in arrival order."""
-
-    def __init__(self, agent, inst, uid, room):
-        self.agent = agent
-        self.inst = inst
-        self.uid = uid
-        self.room = room
-        self.peer = None
-        self.chats = []
-        self.connections = 0
-        self.notes = []       # what happened to its connections, for messages
-
-    async def connect(self, since=None):
-        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
-        self.connections += 1
-        await self.peer.hello(user(self.uid))
-        if since is None:
-            joined = await self.peer.join(self.room)
-        else:
-            joined = await self.peer.join(self.room, since=since)
-            assert not joined.get("truncated"), "%s: history after %s truncated: %r" % (self.uid, since, joined)
-            self.notes.append("rejoined with since=%s: %d in history" % (since, len(joined["history"])))
-        self.chats.extend(joined["history"])
-        return joined
-
-    @property
-    def last_id(self):
-        return self.chats[-1]["id"] if self.chats else None
-
-    def drain(self):
-        """Move the room's chat events the current connection received into `chats`."""
-        keep = []
-        for m in self.peer.inbox:
-            if m.get("type") == "chat" and m.get("roomId", self.room) == self.room:
-                self.chats.append(m)
-            else:
-                keep.append(m)
-        self.peer.inbox[:] = keep
-
-    def ids(self):
-        return [c["id"] for c in self.chats]
-
-    async def wait_ids(self, ids, timeout):
-        """Until every id in `ids` is in `chats`; a closed connection is opened again with `since` = the last id."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.drain()
-            missing = set(ids) - set(self.ids())
-            if not missing:
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("%s: %d chats missing after %.1fs: %s (has %s; %s)"
-                                     % (self.uid, len(missing), timeout, sorted(missing, key=id_parts),
-                                        self.ids(), "; ".join(self.notes) or "one connection"))
-            if self.peer.closed is not None:
-                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
-                try:
-                    await self.connect(since=self.last_id)
-                except (AgentError, AssertionError) as e:
-                    self.notes.append("reconnect failed: %s" % e)
-                    await asyncio.sleep(0.5)
-                continue
-            await self.peer.wait_changed(min(left, 0.5))
 
 
 class NetnsHosts(NetnsTestCase):
@@ -141,9 +73,9 @@ class NetnsHosts(NetnsTestCase):
     async def scenario(self):
         app1, app2 = self.apps["app1"], self.apps["app2"]
         room = unique("netns")
-        alice = Member(self.client, app1, "alice", room)
-        carol = Member(self.client, app1, "carol", room)
-        bob = Member(self.client, app2, "bob", room)
+        alice = LabMember(self.client, app1, "alice", [room])
+        carol = LabMember(self.client, app1, "carol", [room])
+        bob = LabMember(self.client, app2, "bob", [room])
         for m in (alice, carol, bob):
             joined = await m.connect()
         self.assertEqual(sorted(u["id"] for u in joined["members"]), ["alice", "bob", "carol"], joined)
@@ -159,7 +91,7 @@ class NetnsHosts(NetnsTestCase):
             for m in members:
                 ev = await m.peer.take("chat", message=text)
                 self.assertEqual((ev["id"], ev["user"], ev["roomId"]), (ack["id"], user(sender.uid), room), ev)
-                m.chats.append(ev)
+                m.chats[room].append(ev)
         self.assertLess(id_parts(acked[0][0]), id_parts(acked[1][0]), acked)
 
         # 2. Pull app1's cable. bob chats on; app1 must find out that Redis is gone.
@@ -188,7 +120,7 @@ class NetnsHosts(NetnsTestCase):
                                               lambda body: body.get("redis") == "up", "", UP_WITHIN, CHAT_EVERY)
 
         bob_ids = [i for i, _ in acked]
-        await alice.wait_ids(bob_ids, TIMEOUT + UP_WITHIN)
+        await alice.wait_ids({room: bob_ids}, TIMEOUT + UP_WITHIN)
         alice_survived = alice.connections == 1
         # alice's chat into the cut: one answer if her first connection lived to give it.
         into_cut = await self.answer_into_cut(alice_first, alice_survived, "alice-into-cut")
@@ -201,7 +133,7 @@ class NetnsHosts(NetnsTestCase):
         # carol comes back (on app1) with since = the last id she saw before the cut (wait_ids reconnects her).
         all_ids = [i for i, _ in acked]
         for m in members:
-            await m.wait_ids(all_ids, TIMEOUT)
+            await m.wait_ids({room: all_ids}, TIMEOUT)
         self.assertEqual(bob.connections, 1, bob.notes)
         self.assertGreaterEqual(carol.connections, 2, carol.notes)
         await asyncio.sleep(0.5 * SCALE)   # time for a duplicate to show up
@@ -209,7 +141,7 @@ class NetnsHosts(NetnsTestCase):
             m.drain()
 
         # One room order, no gap, no duplicate: everyone has exactly bob's sequence (bob's link was never cut).
-        reference = self.check_same_chats(bob, (alice, carol), lambda m: m.chats, acked, all_ids, into_cut)
+        reference = self.check_same_chats(bob, (alice, carol), lambda m: m.chats[room], acked, all_ids, into_cut)
 
         # Efficiency (section 5): once the dust settles, one subscription to the room per instance, none left over
         # from app1's connections of before the cut.
