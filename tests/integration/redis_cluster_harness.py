@@ -670,6 +670,12 @@ class RedisClusterTestCase(ClusterTestCase):
         ctl = self.cluster.node_for_key("roomcast:{roomcast}:instances")
         return [m for m in self.cluster.masters() if m is not ctl][0]
 
+    def room_to_move(self, tag):
+        """A room on the first master's slots, to move to the second: (first master, second master, room, slot)."""
+        src, dst = self.cluster.masters()[0], self.cluster.masters()[1]
+        room = self.cluster.rooms_on(src, 1, tag)[0]
+        return src, dst, room, room_slot(room)
+
     async def two_members(self, room, first, second):
         """Instances i1 and i2; `first` joined to `room` on i1, `second` on i2. Returns (i1, i2, peer1, peer2)."""
         i1, i2 = await self.launch_n(2)

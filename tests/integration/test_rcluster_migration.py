@@ -6,7 +6,7 @@ import time
 
 from cluster_harness import TIMEOUT, user
 from redis_cluster_harness import (ChatTraffic, Monitor, RedisClusterTestCase, check_room_log, parse_metric_labels,
-                                   room_slot, wait_delivered)
+                                   wait_delivered)
 
 FILLERS = 40    # other keys in the slot, so the migration takes a while (batches of 3, 0.1 s apart)
 
@@ -17,9 +17,7 @@ class Migration(RedisClusterTestCase):
 
     async def test_slot_migrated_under_traffic(self):
         c = self.cluster
-        src, dst = c.masters()[0], c.masters()[1]
-        room = c.rooms_on(src, 1, "mig")[0]
-        slot = room_slot(room)
+        src, dst, room, slot = self.room_to_move("mig")
         channel = "room:{%s}" % room
         for k in range(FILLERS):
             key = "fill:{%s}:%d" % (room, k)
