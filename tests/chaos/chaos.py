@@ -687,26 +687,42 @@ class Chaos:
             if inst.label is not None:
                 self.log.outages.append((inst.label, start, end, why, sorted(rooms)))
 
-    async def fault_failover(self):
-        """kill -9 the master of a room (one whose replica is synced); its replica is promoted after
-        cluster-node-timeout; later the dead node is started again and rejoins as a replica of the new master."""
+    async def cluster_whole_again(self, after):
+        """The Redis Cluster whole within 30 s (cluster.wait_healthy), else HarnessError("after <after>: why")."""
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
+        except RuntimeError as e:
+            raise HarnessError("after %s: %s" % (after, e)) from None
+
+    async def kill_room_master(self, fault):
+        """kill -9 a master that has a synced replica (for `fault`), its loss window logged, the clients nudged.
+        Returns (master, node, its rooms, time of the kill), or None (noted) when no master has a synced replica."""
         picked = await self.pick_master(need_synced_replica=True)
         if picked is None:
-            self.notes.append("t=%.1f: no master with a synced replica; failover later" % (now() - self.log.t0))
+            self.notes.append("t=%.1f: no master with a synced replica; %s later" % (now() - self.log.t0, fault))
             return None
         m, _, _ = picked
         node = self.cluster.by_port(m.port)
         rooms = self.rooms_of(m)
-        first_slot = m.slots[0][0]
         node.expected_up = False
         t_kill = now()
         node.proc.kill()
         await asyncio.to_thread(node.proc.wait)
         # Writes the old master acked shortly before its death may not have reached the replica (asynchronous
         # replication): Redis itself loses them, and the oracle allows exactly that (oracle.py, loss windows).
-        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill, "failover: %d killed" % m.port))
+        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill, "%s: %d killed" % (fault, m.port)))
         self.nudge_joins(4)
         self.nudge(("burst", 2), 4)
+        return m, node, rooms, t_kill
+
+    async def fault_failover(self):
+        """kill -9 the master of a room (one whose replica is synced); its replica is promoted after
+        cluster-node-timeout; later the dead node is started again and rejoins as a replica of the new master."""
+        killed = await self.kill_room_master("failover")
+        if killed is None:
+            return None
+        m, node, rooms, t_kill = killed
+        first_slot = m.slots[0][0]
         t_promoted = await self.wait_until(lambda: self.owner_port(first_slot) not in (None, m.port), 20.0,
                                            "failover of %d: replica promoted" % m.port)
         self.nudge(("burst", 2), 3)
@@ -715,10 +731,7 @@ class Chaos:
         down = self.rng.uniform(0.5, 2.0)
         await asyncio.sleep(down)
         await asyncio.to_thread(node.start, node.port)
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after the failover of %d: %s" % (m.port, e)) from None
+        await self.cluster_whole_again("the failover of %d" % m.port)
         return "%d (master of %s) SIGKILLed; replica %d promoted after %.1fs, instances healthy after %.1fs; " \
                "restarted %.1fs later, a synced replica again" % (
                    m.port, ",".join(sorted(rooms)) or "no room", self.owner_port(first_slot), t_promoted - t_kill,
@@ -728,22 +741,11 @@ class Chaos:
         """kill -9 the master of a room and start it again 0.2-1 s later, within cluster-node-timeout: usually it
         comes back as the master with its append-only file (nothing lost), the instances reconnect to it; if its
         replica was promoted meanwhile, it rejoins as a replica (then as a failover)."""
-        picked = await self.pick_master(need_synced_replica=True)
-        if picked is None:
-            self.notes.append("t=%.1f: no master with a synced replica; master_restart later" % (now() - self.log.t0))
+        killed = await self.kill_room_master("master_restart")
+        if killed is None:
             return None
-        m, _, _ = picked
-        node = self.cluster.by_port(m.port)
-        rooms = self.rooms_of(m)
+        m, node, rooms, t_kill = killed
         first_slot = m.slots[0][0]
-        node.expected_up = False
-        t_kill = now()
-        node.proc.kill()
-        await asyncio.to_thread(node.proc.wait)
-        self.log.loss_windows.append((sorted(rooms), t_kill - LOSS_WINDOW, t_kill,
-                                      "master_restart: %d killed" % m.port))
-        self.nudge_joins(4)
-        self.nudge(("burst", 2), 4)
         down = self.rng.uniform(0.2, 1.0)
         await asyncio.sleep(down)
         await asyncio.to_thread(node.start, node.port)
@@ -755,10 +757,7 @@ class Chaos:
         await self.wait_until(served, 30.0, "master_restart of %d: its slots served again" % m.port)
         t_ok = await self.instances_healthy(15.0, "the restart of master %d" % m.port)
         self.room_outage(rooms, t_kill, t_ok + RECOVERY_SLACK, "master_restart")
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after the restart of master %d: %s" % (m.port, e)) from None
+        await self.cluster_whole_again("the restart of master %d" % m.port)
         owner = self.owner_port(first_slot)
         return "%d (master of %s) SIGKILLed, started again after %.1fs; %s; instances healthy after %.1fs" % (
             m.port, ",".join(sorted(rooms)) or "no room", t_up - t_kill,
@@ -782,10 +781,7 @@ class Chaos:
                                            "CLUSTER FAILOVER on %d" % rep.port)
         t_ok = await self.instances_healthy(15.0, "CLUSTER FAILOVER on %d" % rep.port)
         self.room_outage(rooms, t0, t_ok + RECOVERY_SLACK, "failover_manual")
-        try:
-            await asyncio.to_thread(self.cluster.wait_healthy, 30.0)
-        except RuntimeError as e:
-            raise HarnessError("after CLUSTER FAILOVER on %d: %s" % (rep.port, e)) from None
+        await self.cluster_whole_again("CLUSTER FAILOVER on %d" % rep.port)
         return "CLUSTER FAILOVER on %d (replica of %d, master of %s): master after %.1fs, instances healthy after" \
                " %.1fs" % (rep.port, m.port, ",".join(sorted(rooms)) or "no room", t_promoted - t0, t_ok - t0)
 

@@ -12,35 +12,18 @@ Helpers are blocking (the chaos run calls them through asyncio.to_thread).
 """
 
 import contextlib
+import os
 import subprocess
+import sys
 import time
 
-HASH_SLOTS = 16384
+# The hash slot functions are the integration tests' (redis_cluster_harness); chaos.py puts that folder on the path
+# too, this keeps the module importable on its own.
+_INTEGRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "integration")
+if os.path.abspath(_INTEGRATION) not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, os.path.abspath(_INTEGRATION))
 
-
-def crc16(data):
-    """CRC16-XMODEM, Redis Cluster's key hash."""
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
-def key_slot(key):
-    """The hash slot of a key, with hash tags ({...}) as Redis computes it."""
-    k = key.encode() if isinstance(key, str) else key
-    s = k.find(b"{")
-    if s >= 0:
-        e = k.find(b"}", s + 1)
-        if e > s + 1:
-            k = k[s + 1:e]
-    return crc16(k) % HASH_SLOTS
-
-
-def room_slot(room):
-    return key_slot("room:{%s}" % room)
+from redis_cluster_harness import NSLOTS as HASH_SLOTS, keyslot as key_slot, room_slot  # noqa: E402,F401
 
 
 def initial_master_index(slot, masters=3):

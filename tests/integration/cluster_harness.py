@@ -549,12 +549,15 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         self.children = []
         self.proxies = []
 
-    async def launch(self, instance_id, port=None, args=(), require_up=None, redis_url=None):
-        """Start one instance (in a thread: the loop keeps serving the clients meanwhile)."""
-        if require_up is None:
-            require_up = self.redis.proc is not None
-        inst = Instance(redis_url or self.redis.url, instance_id, port=port, args=list(self.instance_args) + list(args),
-                        require_up=require_up)
+    async def launch(self, instance_id, port=None, args=(), require_up=None, redis_url=None, broker_args=None):
+        """Start one instance (in a thread: the loop keeps serving the clients meanwhile). broker_args replaces
+        ["--redis", redis_url] (see Instance); then self.redis is not used."""
+        if broker_args is None:
+            redis_url = redis_url or self.redis.url
+            if require_up is None:
+                require_up = self.redis.proc is not None
+        inst = Instance(redis_url, instance_id, port=port, args=list(self.instance_args) + list(args),
+                        require_up=require_up, broker_args=broker_args)
         self.instances.append(inst)
         self.addCleanup(inst.cleanup)
         await asyncio.to_thread(inst.start)

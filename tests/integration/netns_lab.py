@@ -45,11 +45,14 @@ import socket
 import tempfile
 import threading
 import time
+import types
+import unittest
 
-from cluster_harness import Peer
+from cluster_harness import Peer, chat_key, id_parts, user
 from redis_cluster_harness import (NODE_TIMEOUT_MS, ClusterNodeViews, RedisCluster, cluster_node_args,
                                    resp_pipeline)
-from roomcast_harness import STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, _resp_read, stop_process
+from roomcast_harness import (STARTUP_TIMEOUT, TIMEOUT, RoomcastServer, ServerError, _resp_read,
+                              quiet_slow_callback_warnings, stop_process)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT_SCRIPT = os.path.join(HERE, "netns_agent.py")
@@ -511,23 +514,15 @@ class HostRoomcast(RoomcastServer):
     def command(self):
         return self.lab_host.argv(super().command())
 
+    READY_POLL = 0.1
+    HEALTHZ_ERRORS = (OSError, ValueError, subprocess.SubprocessError)
+
+    def healthz_status(self):
+        status, body = self.lab_host.http_get(self.port, "/healthz")   # from inside its host
+        return status, "status %d %s" % (status, body)
+
     def wait_ready(self, timeout=STARTUP_TIMEOUT, statuses=None):
-        statuses = statuses or ((200,) if self.require_up else (200, 503))
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError("%s exited with %s before it was ready\n%s"
-                                  % (self.name, self.proc.returncode, self.log_tail()))
-            try:
-                status, body = self.lab_host.http_get(self.port, "/healthz")
-                if status in statuses:
-                    return
-                last = "status %d %s" % (status, body)
-            except (OSError, ValueError, subprocess.SubprocessError) as e:
-                last = repr(e)
-            time.sleep(0.1)
-        raise ServerError("%s not ready within %.0fs (last: %s)\n%s" % (self.name, timeout, last, self.log_tail()))
+        return super().wait_ready(timeout, statuses or ((200,) if self.require_up else (200, 503)))
 
     def ws_url(self, path="/ws"):
         """The URL other hosts use."""
@@ -705,3 +700,241 @@ class RemotePeer(Peer):
 
     async def abort(self):
         await self.agent.request("abort", conn=self.conn)
+
+
+# A member of rooms, through an agent
+
+
+class LabMember:
+    """One user in several rooms through one instance, across reconnections. chats[room] is every chat event of
+    that room it was given, live or in the history of a join with `since`, in arrival order."""
+
+    def __init__(self, agent, inst, uid, rooms):
+        self.agent = agent
+        self.inst = inst
+        self.uid = uid
+        self.rooms = list(rooms)
+        self.peer = None
+        self.chats = {r: [] for r in self.rooms}
+        self.connections = 0
+        self.joined = 0       # joined frames received, over all connections
+        self.notes = []       # what happened to its connections, for messages
+
+    async def connect(self):
+        """Connect, hello, join every room: with since = the last id seen there if any was."""
+        resume = self.connections > 0
+        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
+        self.connections += 1
+        await self.peer.hello(user(self.uid))
+        last = None
+        for r in self.rooms:
+            since = self.last_id(r) if resume else None
+            if since is None:
+                joined = await self.peer.join(r)
+                if resume:   # nothing seen in r yet: its history is everything it missed (the room is young)
+                    self.notes.append("rejoined %s without since: %d in history" % (r, len(joined["history"])))
+            else:
+                joined = await self.peer.join(r, since=since)
+                assert not joined.get("truncated"), "%s: history of %s after %s truncated: %r" % (
+                    self.uid, r, since, joined)
+                self.notes.append("rejoined %s with since=%s: %d in history" % (r, since, len(joined["history"])))
+            self.joined += 1
+            self.chats[r].extend(joined["history"])
+            last = joined
+        return last
+
+    def last_id(self, room):
+        return self.chats[room][-1]["id"] if self.chats[room] else None
+
+    def drain(self):
+        """Move the chat events of its rooms that the current connection received into `chats`."""
+        keep = []
+        for m in self.peer.inbox:
+            if m.get("type") == "chat" and m.get("roomId") in self.chats:
+                self.chats[m["roomId"]].append(m)
+            else:
+                keep.append(m)
+        self.peer.inbox[:] = keep
+
+    def ids(self, room):
+        return [c["id"] for c in self.chats[room]]
+
+    async def wait_ids(self, want, timeout):
+        """Until every id in want[room] is in chats[room] for every room; a closed connection is opened again
+        (joining with `since` = the last id seen in each room)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            missing = {r: set(ids) - set(self.ids(r)) for r, ids in want.items()}
+            missing = {r: m for r, m in missing.items() if m}
+            if not missing:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s: chats missing after %.1fs: %s (%s)" % (
+                    self.uid, timeout, "; ".join("%s: %d, first %s (has %d)" % (
+                        r, len(m), sorted(m, key=id_parts)[:3], len(self.chats[r])) for r, m in missing.items()),
+                    "; ".join(self.notes) or "one connection"))
+            if self.peer.closed is not None:
+                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
+                try:
+                    await self.connect()
+                except (AgentError, AssertionError) as e:
+                    self.notes.append("reconnect failed: %s" % e)
+                    await asyncio.sleep(0.5)
+                continue
+            await self.peer.wait_changed(min(left, 0.5))
+
+    def as_peer(self):
+        """What redis_cluster_harness.check_room_log reads (label, seen): every chat it was given, in arrival order."""
+        return types.SimpleNamespace(label=self.uid, seen=[c for r in self.rooms for c in self.chats[r]])
+
+
+# Test case base: a lab of hosts, roomcast instances on some of them, agents (WebSocket and HTTP clients) on others.
+class NetnsTestCase(unittest.IsolatedAsyncioTestCase):
+    """setUp calls lab_setUp(prefix, hosts) (skips the test without root, `ip netns` or redis-server), then start_app
+    per instance; asyncSetUp starts an agent on "client" and one inside "app1". tearDown prints the logs when the
+    test failed (broker_logs: the subclass's Redis), then stops every instance with SIGTERM (exit 0, clean log)."""
+
+    port = 8080          # every instance listens on it (every host has its own port space)
+    log_lines = 80       # of each instance's log, printed when the test failed
+
+    def lab_setUp(self, prefix, hosts):
+        why = available()
+        if why:
+            self.skipTest(why)
+        for tool in ("redis-server", "redis-cli"):
+            if shutil.which(tool) is None:
+                self.skipTest("needs %s" % tool)
+        sweep_leftovers(prefix)
+        self.apps = {}
+        self.agents = []
+        self.lab = NetnsLab(prefix)
+        self.addCleanup(self.lab.cleanup)
+        for name in hosts:
+            self.lab.add_host(name)
+
+    def start_app(self, name, redis_url, args, broker_args=None):
+        """roomcast as instance `name` on host `name`, started (ready) and stopped in tearDown."""
+        inst = HostRoomcast(self.lab[name], redis_url, name, self.port, args=args, broker_args=broker_args)
+        self.addCleanup(inst.cleanup)
+        self.apps[name] = inst
+        inst.start()
+        return inst
+
+    async def asyncSetUp(self):
+        quiet_slow_callback_warnings()
+        self.client = await self.agent("client")
+        self.inside_app1 = await self.agent("app1")   # asks app1's /healthz while its cable is out
+
+    async def agent(self, host):
+        a = await Agent.start(self.lab[host])
+        self.agents.append(a)
+        self.addAsyncCleanup(a.close)
+        return a
+
+    def _failed_so_far(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return result is not None and any(t is self for t, _ in list(result.failures) + list(result.errors))
+
+    def broker_logs(self):
+        """What to print of the Redis side when the test failed."""
+        return ""
+
+    def tearDown(self):
+        if self._failed_so_far():
+            for inst in self.apps.values():
+                sys.stderr.write("\n----- %s log (last %d lines) -----\n%s\n"
+                                 % (inst.name, self.log_lines, inst.log_tail(self.log_lines)))
+            sys.stderr.write("\n%s\n" % self.broker_logs())
+            for a in self.agents:
+                sys.stderr.write("\n----- agent on %s -----\n%s\nnotes: %r\n" % (a.host.name, a.log(), a.notes[-10:]))
+        errors = []
+        for inst in self.apps.values():
+            try:
+                inst.stop(check=True)   # SIGTERM: exit 0 within 5 s, no sanitizer report
+            except ServerError as e:
+                errors.append(str(e))
+        if errors:
+            self.fail("; ".join(errors))
+
+    async def health(self, agent, host_ip, timeout=2.0):
+        """(status, body) of /healthz of the instance at host_ip:port, asked by `agent`; (None, error) if no answer."""
+        try:
+            status, body = await agent.http_get(host_ip, self.port, "/healthz", timeout=timeout)
+            return status, json.loads(body)
+        except (AgentError, ValueError) as e:
+            return None, str(e)
+
+    async def cut_until_down(self, host, agent, chat, cut_min, down_within, down_hold, every):
+        """Pull `host`'s cable; then chat(k), k = 0, 1, ..., every `every` s, asking the /healthz of the instance on
+        `host` through `agent` (inside it) until it says 503, which must come within down_within; the cable stays
+        out at least cut_min and down_hold after that 503. Returns (the 503's body, its time, time of the cut)."""
+        self.lab.cut(host)
+        t_cut = time.monotonic()
+        down_body, t_down, k, st, body = None, None, 0, None, None
+        while True:
+            await chat(k)
+            k += 1
+            if down_body is None:
+                st, body = await self.health(agent, "127.0.0.1")
+                if st == 503:
+                    down_body, t_down = body, time.monotonic() - t_cut
+            elapsed = time.monotonic() - t_cut
+            if down_body is not None and elapsed >= max(cut_min, t_down + down_hold):
+                return down_body, t_down, t_cut
+            if down_body is None and elapsed > down_within:
+                self.fail("%s /healthz not 503 within %.1fs of the cut (last: %r %r)" % (host, down_within, st, body))
+            await asyncio.sleep(every)
+
+    async def restore_until_up(self, host, agent, chat, up, what, up_within, every):
+        """Plug `host`'s cable back; then chat(k), k = 0, 1, ..., every `every` s until the /healthz of its instance
+        (asked through `agent`, inside it) says 200 with a body that up(body) accepts (`what`, for the message),
+        within up_within. Returns (that body, how long it took)."""
+        self.lab.restore(host)
+        t_restore = time.monotonic()
+        k = 0
+        while True:
+            await chat(k)
+            k += 1
+            st, body = await self.health(agent, "127.0.0.1")
+            if st == 200 and up(body):
+                return body, time.monotonic() - t_restore
+            if time.monotonic() - t_restore > up_within:
+                self.fail("%s /healthz not 200%s within %.1fs of the cable's return (last: %r %r)"
+                          % (host, what, up_within, st, body))
+            await asyncio.sleep(every)
+
+    async def answer_into_cut(self, peer, survived, ref):
+        """The answer to chat `ref` sent into the cut on `peer` (the sender's first connection): there is one if
+        that connection survived (None if it died first); an error must be `unavailable`."""
+        into_cut = None
+        try:
+            into_cut = await peer.answer(ref, timeout=TIMEOUT)
+        except AssertionError:
+            self.assertFalse(survived, "alice's connection survived but her chat into the cut got no answer")
+        if into_cut is not None and into_cut["type"] != "ack":
+            self.assertEqual(into_cut.get("code"), "unavailable", into_cut)
+        return into_cut
+
+    def check_same_chats(self, reference_member, others, chats_of, acked, all_ids, into_cut, where=""):
+        """One room order, no gap, no duplicate: reference_member (whose link was never cut) has every id of all_ids,
+        in id order, each once, every (id, message) of acked, not the chat into the cut if it was refused; each of
+        `others` has exactly its sequence. chats_of(member): its chat events of the room. Returns the reference."""
+        ref_name = reference_member.uid
+        reference = [chat_key(c) for c in chats_of(reference_member)]
+        ids = [c[0] for c in reference]
+        self.assertEqual(len(ids), len(set(ids)), "%s got a chat%s twice: %r" % (ref_name, where, ids))
+        self.assertEqual(ids, sorted(ids, key=id_parts), "%s's chats%s out of id order" % (ref_name, where))
+        self.assertEqual(set(all_ids) - set(ids), set(), "acked chats%s %s never got" % (where, ref_name))
+        for i, text in acked:
+            self.assertIn((i, text), [(c[0], c[2]) for c in reference], "acked chat %r under another id" % text)
+        if into_cut is not None and into_cut["type"] == "error":
+            self.assertNotIn("alice-into-cut", [c[2] for c in reference], "a chat refused `unavailable` was sent")
+        for m in others:
+            got = [chat_key(c) for c in chats_of(m)]
+            dups = sorted({c for c in got if got.count(c) > 1})
+            notes = "; ".join(m.notes) or "one connection"
+            self.assertEqual(dups, [], "%s got chats%s twice (%s)" % (m.uid, where, notes))
+            self.assertEqual(got, reference, "%s's chats%s differ from %s's (%s)" % (m.uid, where, ref_name, notes))
+        return reference

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from cluster_harness import (SCALE, TIMEOUT, ClusterTestCase, Instance, Redis, id_parts, quiet_port, unique,
+from cluster_harness import (SCALE, TIMEOUT, ClusterTestCase, Redis, id_parts, quiet_port, unique,
                              wait_until)
 from roomcast_harness import _resp_read, quiet_slow_callback_warnings
 
@@ -661,17 +661,27 @@ class RedisClusterTestCase(ClusterTestCase):
 
     async def launch(self, instance_id, port=None, args=(), require_up=True, seeds=None):
         """One instance with --redis-cluster `seeds` (all nodes by default), ready when /healthz answers 200."""
-        inst = Instance(None, instance_id, port=port, args=list(self.instance_args) + list(args),
-                        require_up=require_up,
-                        broker_args=["--redis-cluster", seeds if seeds is not None else self.cluster.seeds()])
-        self.instances.append(inst)
-        self.addCleanup(inst.cleanup)
-        await asyncio.to_thread(inst.start)
-        return inst
+        return await super().launch(instance_id, port=port, args=args, require_up=require_up,
+                                    broker_args=["--redis-cluster",
+                                                 seeds if seeds is not None else self.cluster.seeds()])
 
-    async def launch_n(self, n, shared_port=False, args=()):
-        port = quiet_port() if shared_port else None
-        return [await self.launch("i%d" % (i + 1), port=port, args=args) for i in range(n)]
+    def master_without_control(self):
+        """A master that does not hold the instances' bookkeeping keys (roomcast:{roomcast}:...)."""
+        ctl = self.cluster.node_for_key("roomcast:{roomcast}:instances")
+        return [m for m in self.cluster.masters() if m is not ctl][0]
+
+    def room_to_move(self, tag):
+        """A room on the first master's slots, to move to the second: (first master, second master, room, slot)."""
+        src, dst = self.cluster.masters()[0], self.cluster.masters()[1]
+        room = self.cluster.rooms_on(src, 1, tag)[0]
+        return src, dst, room, room_slot(room)
+
+    async def two_members(self, room, first, second):
+        """Instances i1 and i2; `first` joined to `room` on i1, `second` on i2. Returns (i1, i2, peer1, peer2)."""
+        i1, i2 = await self.launch_n(2)
+        p1, _ = await self.member(i1, first, room)
+        p2, _ = await self.member(i2, second, room)
+        return i1, i2, p1, p2
 
     async def restart_redis(self):
         raise NotImplementedError("no single Redis here: use self.cluster")

@@ -166,6 +166,15 @@ class RoomcastServer:
                                      stderr=self._log_file, env=env)
         self.returncode = None
 
+    READY_POLL = 0.05                               # wait_ready: seconds between two asks
+    HEALTHZ_ERRORS = (OSError, EOFError, ValueError)  # wait_ready: what healthz_status may raise before it is up
+
+    def healthz_status(self):
+        """(status, what to report of the answer) of GET /healthz, for wait_ready."""
+        resp = http_request_sync(self.port, b"GET /healthz HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
+                                 % (self.host.encode(), self.port), timeout=2.0, host=self.host)
+        return resp.status, "status %d" % resp.status
+
     def wait_ready(self, timeout=STARTUP_TIMEOUT, statuses=(200,)):
         """Until /healthz answers with one of `statuses` (503 too for an instance whose Redis is down)."""
         deadline = time.monotonic() + timeout
@@ -175,14 +184,13 @@ class RoomcastServer:
                 raise ServerError("%s exited with %s before it was ready\n%s"
                                   % (self.name, self.proc.returncode, self.log_tail()))
             try:
-                resp = http_request_sync(self.port, b"GET /healthz HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
-                                         % (self.host.encode(), self.port), timeout=2.0, host=self.host)
-                if resp.status in statuses:
+                status, said = self.healthz_status()
+                if status in statuses:
                     return
-                last = "status %d" % resp.status
-            except (OSError, EOFError, ValueError) as e:
+                last = said
+            except self.HEALTHZ_ERRORS as e:
                 last = repr(e)
-            time.sleep(0.05)
+            time.sleep(self.READY_POLL)
         raise ServerError("%s not ready within %.0fs (last: %s)\n%s" % (self.name, timeout, last, self.log_tail()))
 
     def alive(self):

@@ -28,19 +28,15 @@ every process in them). No assertion on speed: the deadlines are generous and on
 
 import asyncio
 import contextlib
-import json
 import os
-import shutil
 import sys
 import time
 import types
 import unittest
 
-import netns_lab
-from cluster_harness import SCALE, TIMEOUT, chat_key, id_parts, user
-from netns_lab import Agent, AgentError, HostRedisCluster, HostRoomcast, NetnsLab
+from cluster_harness import SCALE, TIMEOUT, user
+from netns_lab import HostRedisCluster, LabMember, NetnsTestCase
 from redis_cluster_harness import CLUSTER_TIMEOUT, ChatTraffic, check_room_log, keyslot, parse_metric_labels
-from roomcast_harness import ServerError, quiet_slow_callback_warnings
 
 PREFIX = "rcnscl"           # namespaces: rcnscl-<pid>x<hex>-<host> (not rcnetns: the two tests never sweep each other)
 PORT = 8080                 # every host has its own port space
@@ -56,108 +52,13 @@ VICTIM = os.environ.get("ROOMCAST_NETNS_VICTIM", "room")
 INSTANCE_ARGS = ["--log-level", "debug", "--history", "500", "--rate", "1000"]
 
 
-class Member:
-    """One user in several rooms through one instance, across reconnections. chats[room] is every chat event of
-    that room it was given, live or in the history of a join with `since`, in arrival order."""
-
-    def __init__(self, agent, inst, uid, rooms):
-        self.agent = agent
-        self.inst = inst
-        self.uid = uid
-        self.rooms = list(rooms)
-        self.peer = None
-        self.chats = {r: [] for r in self.rooms}
-        self.connections = 0
-        self.joined = 0       # joined frames received, over all connections
-        self.notes = []       # what happened to its connections, for messages
-
-    async def connect(self):
-        """Connect, hello, join every room: with since = the last id seen there if any was."""
-        resume = self.connections > 0
-        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
-        self.connections += 1
-        await self.peer.hello(user(self.uid))
-        last = None
-        for r in self.rooms:
-            since = self.last_id(r) if resume else None
-            if since is None:
-                joined = await self.peer.join(r)
-                if resume:   # nothing seen in r yet: its history is everything it missed (the room is young)
-                    self.notes.append("rejoined %s without since: %d in history" % (r, len(joined["history"])))
-            else:
-                joined = await self.peer.join(r, since=since)
-                assert not joined.get("truncated"), "%s: history of %s after %s truncated: %r" % (
-                    self.uid, r, since, joined)
-                self.notes.append("rejoined %s with since=%s: %d in history" % (r, since, len(joined["history"])))
-            self.joined += 1
-            self.chats[r].extend(joined["history"])
-            last = joined
-        return last
-
-    def last_id(self, room):
-        return self.chats[room][-1]["id"] if self.chats[room] else None
-
-    def drain(self):
-        """Move the chat events of its rooms that the current connection received into `chats`."""
-        keep = []
-        for m in self.peer.inbox:
-            if m.get("type") == "chat" and m.get("roomId") in self.chats:
-                self.chats[m["roomId"]].append(m)
-            else:
-                keep.append(m)
-        self.peer.inbox[:] = keep
-
-    def ids(self, room):
-        return [c["id"] for c in self.chats[room]]
-
-    async def wait_ids(self, want, timeout):
-        """Until every id in want[room] is in chats[room] for every room; a closed connection is opened again
-        (joining with `since` = the last id seen in each room)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.drain()
-            missing = {r: set(ids) - set(self.ids(r)) for r, ids in want.items()}
-            missing = {r: m for r, m in missing.items() if m}
-            if not missing:
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("%s: chats missing after %.1fs: %s (%s)" % (
-                    self.uid, timeout, "; ".join("%s: %d, first %s (has %d)" % (
-                        r, len(m), sorted(m, key=id_parts)[:3], len(self.chats[r])) for r, m in missing.items()),
-                    "; ".join(self.notes) or "one connection"))
-            if self.peer.closed is not None:
-                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
-                try:
-                    await self.connect()
-                except (AgentError, AssertionError) as e:
-                    self.notes.append("reconnect failed: %s" % e)
-                    await asyncio.sleep(0.5)
-                continue
-            await self.peer.wait_changed(min(left, 0.5))
-
-    def as_peer(self):
-        """What redis_cluster_harness.check_room_log reads (label, seen): every chat it was given, in arrival order."""
-        return types.SimpleNamespace(label=self.uid, seen=[c for r in self.rooms for c in self.chats[r]])
-
-
-class NetnsCluster(unittest.IsolatedAsyncioTestCase):
+class NetnsCluster(NetnsTestCase):
+    port = PORT
+    log_lines = 100
 
     def setUp(self):
-        why = netns_lab.available()
-        if why:
-            self.skipTest(why)
-        for tool in ("redis-server", "redis-cli"):
-            if shutil.which(tool) is None:
-                self.skipTest("needs %s" % tool)
-        netns_lab.sweep_leftovers(PREFIX)
-        self.apps = {}
-        self.agents = []
         self.cluster = None
-        self.lab = NetnsLab(PREFIX)
-        self.addCleanup(self.lab.cleanup)
-        for name in ("redis1", "redis2", "app1", "app2", "client"):
-            self.lab.add_host(name)
+        self.lab_setUp(PREFIX, ("redis1", "redis2", "app1", "app2", "client"))
         t0 = time.monotonic()
         self.cluster = HostRedisCluster([self.lab["redis1"], self.lab["redis2"]])
         self.addCleanup(self.cluster.cleanup)
@@ -166,58 +67,17 @@ class NetnsCluster(unittest.IsolatedAsyncioTestCase):
         seeds = {"app1": self.cluster.seeds([self.cluster.on_host("redis1")[0], self.cluster.on_host("redis2")[0]]),
                  "app2": self.cluster.seeds()}
         for name in ("app1", "app2"):
-            inst = HostRoomcast(self.lab[name], None, name, PORT, args=INSTANCE_ARGS,
-                                broker_args=["--redis-cluster", seeds[name]])
-            self.addCleanup(inst.cleanup)
-            self.apps[name] = inst
-            inst.start()
+            self.start_app(name, None, INSTANCE_ARGS, broker_args=["--redis-cluster", seeds[name]])
 
-    async def asyncSetUp(self):
-        quiet_slow_callback_warnings()
-        self.client = await self.agent("client")
-        self.inside_app1 = await self.agent("app1")   # asks app1's /healthz while its cable is out
-
-    async def agent(self, host):
-        a = await Agent.start(self.lab[host])
-        self.agents.append(a)
-        self.addAsyncCleanup(a.close)
-        return a
-
-    def _failed_so_far(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        return result is not None and any(t is self for t, _ in list(result.failures) + list(result.errors))
-
-    def tearDown(self):
-        if self._failed_so_far():
-            for inst in self.apps.values():
-                sys.stderr.write("\n----- %s log (last 100 lines) -----\n%s\n" % (inst.name, inst.log_tail(100)))
-            if self.cluster is not None:
-                sys.stderr.write("\n%s\n" % self.cluster.logs(15))
-            for a in self.agents:
-                sys.stderr.write("\n----- agent on %s -----\n%s\nnotes: %r\n" % (a.host.name, a.log(), a.notes[-10:]))
-        errors = []
-        for inst in self.apps.values():
-            try:
-                inst.stop(check=True)   # SIGTERM: exit 0 within 5 s, no sanitizer report
-            except ServerError as e:
-                errors.append(str(e))
-        if errors:
-            self.fail("; ".join(errors))
+    def broker_logs(self):
+        return self.cluster.logs(15) if self.cluster is not None else ""
 
     @staticmethod
     async def _stop_traffic(traffic):
         with contextlib.suppress(Exception):
             await traffic.stop()
 
-    # -- /healthz and /metrics through an agent
-    async def health(self, agent, host_ip, timeout=2.0):
-        """(status, body) of /healthz of the instance at host_ip:PORT, asked by `agent`; (None, error) if no answer."""
-        try:
-            status, body = await agent.http_get(host_ip, PORT, "/healthz", timeout=timeout)
-            return status, json.loads(body)
-        except (AgentError, ValueError) as e:
-            return None, str(e)
-
+    # -- /healthz (self.health) and /metrics through an agent
     async def wait_health(self, agent, host_ip, status, timeout, masters=None):
         """/healthz of host_ip:PORT answers `status` with "redis":"cluster" (and "masters": masters if given)."""
         deadline = time.monotonic() + timeout
@@ -276,9 +136,9 @@ class NetnsCluster(unittest.IsolatedAsyncioTestCase):
         owner = {r: m for r, m in zip(rooms, masters)}
         control_owner = await asyncio.to_thread(c.owner, keyslot("roomcast:{roomcast}"))
 
-        alice = Member(self.client, app1, "alice", rooms)
-        carol = Member(self.client, app1, "carol", rooms)
-        bob = Member(self.client, app2, "bob", rooms)
+        alice = LabMember(self.client, app1, "alice", rooms)
+        carol = LabMember(self.client, app1, "carol", rooms)
+        bob = LabMember(self.client, app2, "bob", rooms)
         for m in (alice, carol, bob):
             joined = await m.connect()
         self.assertEqual(sorted(u["id"] for u in joined["members"]), ["alice", "bob", "carol"], joined)
@@ -299,25 +159,15 @@ class NetnsCluster(unittest.IsolatedAsyncioTestCase):
                     m.chats[r].append(ev)
 
         # 2. Pull app1's cable. bob chats on in every room; app1 must find out that its masters are gone.
-        self.lab.cut("app1")
-        t_cut = time.monotonic()
-        down_body, t_down, k, st, body = None, None, 0, None, None
-        while True:
-            r = rooms[k % len(rooms)]
-            text = "cut-%02d" % k
-            k += 1
-            ack = await bob.peer.chat_acked(r, text, ref=text)
-            acked[r].append((ack["id"], text))
-            if down_body is None:
-                st, body = await self.health(self.inside_app1, "127.0.0.1")
-                if st == 503:
-                    down_body, t_down = body, time.monotonic() - t_cut
-            elapsed = time.monotonic() - t_cut
-            if down_body is not None and elapsed >= max(CUT_MIN, t_down + DOWN_HOLD):
-                break
-            if down_body is None and elapsed > DOWN_WITHIN:
-                self.fail("app1 /healthz not 503 within %.1fs of the cut (last: %r %r)" % (DOWN_WITHIN, st, body))
-            await asyncio.sleep(CHAT_EVERY)
+        def bob_chats(prefix):   # chat k goes to the rooms in turn
+            async def chat(k):
+                r = rooms[k % len(rooms)]
+                text = "%s-%02d" % (prefix, k)
+                ack = await bob.peer.chat_acked(r, text, ref=text)
+                acked[r].append((ack["id"], text))
+            return chat
+        down_body, t_down, t_cut = await self.cut_until_down("app1", self.inside_app1, bob_chats("cut"), CUT_MIN,
+                                                             DOWN_WITHIN, DOWN_HOLD, CHAT_EVERY)
         self.assertEqual((down_body.get("status"), down_body.get("redis")), ("degraded", "cluster"), down_body)
         st, body = await self.health(self.client, app2_ip)
         self.assertEqual((st, body.get("redis"), body.get("masters")), (200, "cluster", 3),
@@ -329,38 +179,18 @@ class NetnsCluster(unittest.IsolatedAsyncioTestCase):
         t_cut_total = time.monotonic() - t_cut
 
         # Cable back. bob goes on chatting while app1 recovers.
-        self.lab.restore("app1")
-        t_restore = time.monotonic()
-        k = 0
-        while True:
-            r = rooms[k % len(rooms)]
-            text = "back-%02d" % k
-            k += 1
-            ack = await bob.peer.chat_acked(r, text, ref=text)
-            acked[r].append((ack["id"], text))
-            st, body = await self.health(self.inside_app1, "127.0.0.1")
-            if st == 200 and body.get("redis") == "cluster" and body.get("masters") == 3:
-                break
-            if time.monotonic() - t_restore > UP_WITHIN:
-                self.fail("app1 /healthz not 200 redis=cluster masters=3 within %.1fs of the cable's return "
-                          "(last: %r %r)" % (UP_WITHIN, st, body))
-            await asyncio.sleep(CHAT_EVERY)
+        body, t_up = await self.restore_until_up(
+            "app1", self.inside_app1, bob_chats("back"),
+            lambda body: body.get("redis") == "cluster" and body.get("masters") == 3, " redis=cluster masters=3",
+            UP_WITHIN, CHAT_EVERY)
         self.assertEqual(body.get("status"), "ok", body)
-        t_up = time.monotonic() - t_restore
 
         await alice.wait_ids({r: [i for i, _ in acked[r]] for r in rooms}, TIMEOUT + UP_WITHIN)
         alice_survived = alice.connections == 1
         # alice's chat into the cut: one answer if her first connection lived to give it.
-        into_cut = None
-        try:
-            into_cut = await alice_first.answer("alice-into-cut", timeout=TIMEOUT)
-        except AssertionError:
-            self.assertFalse(alice_survived, "alice's connection survived but her chat into the cut got no answer")
-        if into_cut is not None:
-            if into_cut["type"] == "ack":
-                acked[rooms[0]].append((into_cut["id"], "alice-into-cut"))
-            else:
-                self.assertEqual(into_cut.get("code"), "unavailable", into_cut)
+        into_cut = await self.answer_into_cut(alice_first, alice_survived, "alice-into-cut")
+        if into_cut is not None and into_cut["type"] == "ack":
+            acked[rooms[0]].append((into_cut["id"], "alice-into-cut"))
         for r in rooms:
             for sender, text in ((alice, "after-alice-%s" % r), (bob, "after-bob-%s" % r)):
                 ack = await sender.peer.chat_acked(r, text, ref=text)
@@ -378,21 +208,8 @@ class NetnsCluster(unittest.IsolatedAsyncioTestCase):
 
         # Every room: one order, no gap, no duplicate: everyone has exactly bob's sequence (bob's link was never cut).
         for r in rooms:
-            reference = [chat_key(ev) for ev in bob.chats[r]]
-            ids = [x[0] for x in reference]
-            self.assertEqual(len(ids), len(set(ids)), "bob got a chat of %s twice: %r" % (r, ids))
-            self.assertEqual(ids, sorted(ids, key=id_parts), "bob's chats of %s out of id order" % r)
-            self.assertEqual(set(all_ids[r]) - set(ids), set(), "acked chats of %s bob never got" % r)
-            for i, text in acked[r]:
-                self.assertIn((i, text), [(x[0], x[2]) for x in reference], "acked chat %r under another id" % text)
-            if into_cut is not None and into_cut["type"] == "error":
-                self.assertNotIn("alice-into-cut", [x[2] for x in reference], "a chat refused `unavailable` was sent")
-            for m in (alice, carol):
-                got = [chat_key(ev) for ev in m.chats[r]]
-                dups = sorted({x for x in got if got.count(x) > 1})
-                self.assertEqual(dups, [], "%s got chats of %s twice (%s)" % (m.uid, r, "; ".join(m.notes)))
-                self.assertEqual(got, reference, "%s's chats of %s differ from bob's (%s)" % (m.uid, r,
-                                                                                             "; ".join(m.notes)))
+            self.check_same_chats(bob, (alice, carol), lambda m: m.chats[r], acked[r], all_ids[r], into_cut,
+                                  where=" of %s" % r)
         n_cut_phase = sum(len(bob.chats[r]) for r in rooms)
 
         # 3. Kill -9 the master of one room while publishers on both instances chat in every room.

@@ -15,17 +15,13 @@ room.
 """
 
 import asyncio
-import json
 import os
-import shutil
 import sys
 import time
 import unittest
 
-import netns_lab
-from cluster_harness import SCALE, TIMEOUT, chat_key, id_parts, unique, user
-from netns_lab import Agent, AgentError, HostRedis, HostRoomcast, NetnsLab
-from roomcast_harness import ServerError, quiet_slow_callback_warnings
+from cluster_harness import SCALE, TIMEOUT, id_parts, unique, user
+from netns_lab import HostRedis, LabMember, NetnsTestCase
 
 PREFIX = "rcnetns"          # namespaces: rcnetns-<pid>x<hex>-<host>
 PORT = 8080                 # every host has its own port space
@@ -39,137 +35,19 @@ INSTANCE_ARGS = ["--log-level", "debug", "--history", "500"]
 APP1_ARGS = {"test_cut_app1_drops_its_clients": ["--ping-interval", "0.5"]}
 
 
-class Member:
-    """One user in the room through one instance, across reconnections. `chats` is every chat event of the room it
-    was given, live or in the history of a join with `since`, in arrival order."""
-
-    def __init__(self, agent, inst, uid, room):
-        self.agent = agent
-        self.inst = inst
-        self.uid = uid
-        self.room = room
-        self.peer = None
-        self.chats = []
-        self.connections = 0
-        self.notes = []       # what happened to its connections, for messages
-
-    async def connect(self, since=None):
-        self.peer = await self.agent.peer(self.inst.ws_url(), self.uid)
-        self.connections += 1
-        await self.peer.hello(user(self.uid))
-        if since is None:
-            joined = await self.peer.join(self.room)
-        else:
-            joined = await self.peer.join(self.room, since=since)
-            assert not joined.get("truncated"), "%s: history after %s truncated: %r" % (self.uid, since, joined)
-            self.notes.append("rejoined with since=%s: %d in history" % (since, len(joined["history"])))
-        self.chats.extend(joined["history"])
-        return joined
-
-    @property
-    def last_id(self):
-        return self.chats[-1]["id"] if self.chats else None
-
-    def drain(self):
-        """Move the room's chat events the current connection received into `chats`."""
-        keep = []
-        for m in self.peer.inbox:
-            if m.get("type") == "chat" and m.get("roomId", self.room) == self.room:
-                self.chats.append(m)
-            else:
-                keep.append(m)
-        self.peer.inbox[:] = keep
-
-    def ids(self):
-        return [c["id"] for c in self.chats]
-
-    async def wait_ids(self, ids, timeout):
-        """Until every id in `ids` is in `chats`; a closed connection is opened again with `since` = the last id."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.drain()
-            missing = set(ids) - set(self.ids())
-            if not missing:
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("%s: %d chats missing after %.1fs: %s (has %s; %s)"
-                                     % (self.uid, len(missing), timeout, sorted(missing, key=id_parts),
-                                        self.ids(), "; ".join(self.notes) or "one connection"))
-            if self.peer.closed is not None:
-                self.notes.append("connection %d closed %r" % (self.connections, self.peer.closed))
-                try:
-                    await self.connect(since=self.last_id)
-                except (AgentError, AssertionError) as e:
-                    self.notes.append("reconnect failed: %s" % e)
-                    await asyncio.sleep(0.5)
-                continue
-            await self.peer.wait_changed(min(left, 0.5))
-
-
-class NetnsHosts(unittest.IsolatedAsyncioTestCase):
+class NetnsHosts(NetnsTestCase):
+    port = PORT
 
     def setUp(self):
-        why = netns_lab.available()
-        if why:
-            self.skipTest(why)
-        for tool in ("redis-server", "redis-cli"):
-            if shutil.which(tool) is None:
-                self.skipTest("needs %s" % tool)
-        netns_lab.sweep_leftovers(PREFIX)
-        self.lab = NetnsLab(PREFIX)
-        self.addCleanup(self.lab.cleanup)
-        for name in ("redis", "app1", "app2", "client"):
-            self.lab.add_host(name)
+        self.lab_setUp(PREFIX, ("redis", "app1", "app2", "client"))
         self.redis = HostRedis(self.lab["redis"]).start()
         self.addCleanup(self.redis.cleanup)
-        self.apps = {}
         for name in ("app1", "app2"):
             args = INSTANCE_ARGS + (APP1_ARGS.get(self._testMethodName, []) if name == "app1" else [])
-            inst = HostRoomcast(self.lab[name], self.redis.url, name, PORT, args=args)
-            self.addCleanup(inst.cleanup)
-            self.apps[name] = inst
-            inst.start()
-        self.agents = []
+            self.start_app(name, self.redis.url, args)
 
-    async def asyncSetUp(self):
-        quiet_slow_callback_warnings()
-        self.client = await self.agent("client")
-        self.inside_app1 = await self.agent("app1")   # asks app1's /healthz while its cable is out
-
-    async def agent(self, host):
-        a = await Agent.start(self.lab[host])
-        self.agents.append(a)
-        self.addAsyncCleanup(a.close)
-        return a
-
-    def _failed_so_far(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        return result is not None and any(t is self for t, _ in list(result.failures) + list(result.errors))
-
-    def tearDown(self):
-        if self._failed_so_far():
-            for inst in self.apps.values():
-                sys.stderr.write("\n----- %s log (last 80 lines) -----\n%s\n" % (inst.name, inst.log_tail(80)))
-            sys.stderr.write("\n----- redis log -----\n%s\n" % "\n".join(self.redis.log().splitlines()[-20:]))
-            for a in self.agents:
-                sys.stderr.write("\n----- agent on %s -----\n%s\nnotes: %r\n" % (a.host.name, a.log(), a.notes[-10:]))
-        errors = []
-        for inst in self.apps.values():
-            try:
-                inst.stop(check=True)   # SIGTERM: exit 0 within 5 s, no sanitizer report
-            except ServerError as e:
-                errors.append(str(e))
-        if errors:
-            self.fail("; ".join(errors))
-
-    async def health(self, agent, host_ip, timeout=2.0):
-        """(status, body) of /healthz of the instance at host_ip:PORT, asked by `agent`; (None, error) if no answer."""
-        try:
-            status, body = await agent.http_get(host_ip, PORT, "/healthz", timeout=timeout)
-            return status, json.loads(body)
-        except (AgentError, ValueError) as e:
-            return None, str(e)
+    def broker_logs(self):
+        return "----- redis log -----\n%s" % "\n".join(self.redis.log().splitlines()[-20:])
 
     async def wait_health(self, agent, host_ip, status, redis, timeout):
         deadline = time.monotonic() + timeout
@@ -195,9 +73,9 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
     async def scenario(self):
         app1, app2 = self.apps["app1"], self.apps["app2"]
         room = unique("netns")
-        alice = Member(self.client, app1, "alice", room)
-        carol = Member(self.client, app1, "carol", room)
-        bob = Member(self.client, app2, "bob", room)
+        alice = LabMember(self.client, app1, "alice", [room])
+        carol = LabMember(self.client, app1, "carol", [room])
+        bob = LabMember(self.client, app2, "bob", [room])
         for m in (alice, carol, bob):
             joined = await m.connect()
         self.assertEqual(sorted(u["id"] for u in joined["members"]), ["alice", "bob", "carol"], joined)
@@ -213,30 +91,21 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
             for m in members:
                 ev = await m.peer.take("chat", message=text)
                 self.assertEqual((ev["id"], ev["user"], ev["roomId"]), (ack["id"], user(sender.uid), room), ev)
-                m.chats.append(ev)
+                m.chats[room].append(ev)
         self.assertLess(id_parts(acked[0][0]), id_parts(acked[1][0]), acked)
 
         # 2. Pull app1's cable. bob chats on; app1 must find out that Redis is gone.
         ok, body = await self.health(self.inside_app1, "127.0.0.1")
         self.assertEqual((ok, body.get("redis")), (200, "up"), body)
-        self.lab.cut("app1")
-        t_cut = time.monotonic()
-        down_body, t_down, k = None, None, 0
-        while True:
-            text = "cut-%02d" % k
-            k += 1
-            ack = await bob.peer.chat_acked(room, text, ref=text)
-            acked.append((ack["id"], text))
-            if down_body is None:
-                st, body = await self.health(self.inside_app1, "127.0.0.1")
-                if st == 503:
-                    down_body, t_down = body, time.monotonic() - t_cut
-            elapsed = time.monotonic() - t_cut
-            if down_body is not None and elapsed >= max(CUT_MIN, t_down + DOWN_HOLD):
-                break
-            if down_body is None and elapsed > DOWN_WITHIN:
-                self.fail("app1 /healthz not 503 within %.1fs of the cut (last: %r %r)" % (DOWN_WITHIN, st, body))
-            await asyncio.sleep(CHAT_EVERY)
+
+        def bob_chats(prefix):
+            async def chat(k):
+                text = "%s-%02d" % (prefix, k)
+                ack = await bob.peer.chat_acked(room, text, ref=text)
+                acked.append((ack["id"], text))
+            return chat
+        down_body, t_down, t_cut = await self.cut_until_down("app1", self.inside_app1, bob_chats("cut"), CUT_MIN,
+                                                             DOWN_WITHIN, DOWN_HOLD, CHAT_EVERY)
         self.assertEqual((down_body.get("status"), down_body.get("redis")), ("degraded", "down"), down_body)
         st, body = await self.health(self.client, self.lab["app2"].ip)
         self.assertEqual((st, body.get("redis")), (200, "up"), "app2 during the cut: %r" % (body,))
@@ -247,37 +116,16 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
         t_cut_total = time.monotonic() - t_cut
 
         # 3. Cable back. bob goes on chatting while app1 recovers.
-        self.lab.restore("app1")
-        t_restore = time.monotonic()
-        k = 0
-        while True:
-            text = "back-%02d" % k
-            k += 1
-            ack = await bob.peer.chat_acked(room, text, ref=text)
-            acked.append((ack["id"], text))
-            st, body = await self.health(self.inside_app1, "127.0.0.1")
-            if st == 200 and body.get("redis") == "up":
-                break
-            if time.monotonic() - t_restore > UP_WITHIN:
-                self.fail("app1 /healthz not 200 within %.1fs of the cable's return (last: %r %r)"
-                          % (UP_WITHIN, st, body))
-            await asyncio.sleep(CHAT_EVERY)
-        t_up = time.monotonic() - t_restore
+        _, t_up = await self.restore_until_up("app1", self.inside_app1, bob_chats("back"),
+                                              lambda body: body.get("redis") == "up", "", UP_WITHIN, CHAT_EVERY)
 
         bob_ids = [i for i, _ in acked]
-        await alice.wait_ids(bob_ids, TIMEOUT + UP_WITHIN)
+        await alice.wait_ids({room: bob_ids}, TIMEOUT + UP_WITHIN)
         alice_survived = alice.connections == 1
         # alice's chat into the cut: one answer if her first connection lived to give it.
-        into_cut = None
-        try:
-            into_cut = await alice_first.answer("alice-into-cut", timeout=TIMEOUT)
-        except AssertionError:
-            self.assertFalse(alice_survived, "alice's connection survived but her chat into the cut got no answer")
-        if into_cut is not None:
-            if into_cut["type"] == "ack":
-                acked.append((into_cut["id"], "alice-into-cut"))
-            else:
-                self.assertEqual(into_cut.get("code"), "unavailable", into_cut)
+        into_cut = await self.answer_into_cut(alice_first, alice_survived, "alice-into-cut")
+        if into_cut is not None and into_cut["type"] == "ack":
+            acked.append((into_cut["id"], "alice-into-cut"))
         for sender, text in ((alice, "after-alice"), (bob, "after-bob")):
             ack = await sender.peer.chat_acked(room, text, ref=text)
             acked.append((ack["id"], text))
@@ -285,7 +133,7 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
         # carol comes back (on app1) with since = the last id she saw before the cut (wait_ids reconnects her).
         all_ids = [i for i, _ in acked]
         for m in members:
-            await m.wait_ids(all_ids, TIMEOUT)
+            await m.wait_ids({room: all_ids}, TIMEOUT)
         self.assertEqual(bob.connections, 1, bob.notes)
         self.assertGreaterEqual(carol.connections, 2, carol.notes)
         await asyncio.sleep(0.5 * SCALE)   # time for a duplicate to show up
@@ -293,20 +141,7 @@ class NetnsHosts(unittest.IsolatedAsyncioTestCase):
             m.drain()
 
         # One room order, no gap, no duplicate: everyone has exactly bob's sequence (bob's link was never cut).
-        reference = [chat_key(c) for c in bob.chats]
-        ids = [c[0] for c in reference]
-        self.assertEqual(len(ids), len(set(ids)), "bob got a chat twice: %r" % ids)
-        self.assertEqual(ids, sorted(ids, key=id_parts), "bob's chats out of id order")
-        self.assertEqual(set(all_ids) - set(ids), set(), "acked chats bob never got")
-        for i, text in acked:
-            self.assertIn((i, text), [(c[0], c[2]) for c in reference], "acked chat %r under another id" % text)
-        if into_cut is not None and into_cut["type"] == "error":
-            self.assertNotIn("alice-into-cut", [c[2] for c in reference], "a chat refused `unavailable` was sent")
-        for m in (alice, carol):
-            got = [chat_key(c) for c in m.chats]
-            dups = sorted({c for c in got if got.count(c) > 1})
-            self.assertEqual(dups, [], "%s got chats twice (%s)" % (m.uid, "; ".join(m.notes) or "one connection"))
-            self.assertEqual(got, reference, "%s's chats differ from bob's (%s)" % (m.uid, "; ".join(m.notes)))
+        reference = self.check_same_chats(bob, (alice, carol), lambda m: m.chats[room], acked, all_ids, into_cut)
 
         # Efficiency (section 5): once the dust settles, one subscription to the room per instance, none left over
         # from app1's connections of before the cut.

@@ -6,7 +6,7 @@ import time
 
 from cluster_harness import TIMEOUT, user
 from redis_cluster_harness import (ChatTraffic, Monitor, RedisClusterTestCase, check_room_log, parse_metric_labels,
-                                   room_slot, wait_delivered)
+                                   wait_delivered)
 
 FILLERS = 40    # other keys in the slot, so the migration takes a while (batches of 3, 0.1 s apart)
 
@@ -17,16 +17,12 @@ class Migration(RedisClusterTestCase):
 
     async def test_slot_migrated_under_traffic(self):
         c = self.cluster
-        src, dst = c.masters()[0], c.masters()[1]
-        room = c.rooms_on(src, 1, "mig")[0]
-        slot = room_slot(room)
+        src, dst, room, slot = self.room_to_move("mig")
         channel = "room:{%s}" % room
         for k in range(FILLERS):
             key = "fill:{%s}:%d" % (room, k)
             await asyncio.to_thread(c.command, key, "SET", key, k)
-        i1, i2 = await self.launch_n(2)
-        a, _ = await self.member(i1, "alice", room)
-        b, _ = await self.member(i2, "bob", room)
+        i1, i2, a, b = await self.two_members(room, "alice", "bob")
         await a.take("presence", event="join", user=user("bob"))
         pubs = [await self.peer(i1, "pub1"), await self.peer(i2, "pub2")]
         ack = await pubs[0].chat_acked(room, "warm", ref="warm")

@@ -5,20 +5,15 @@
 import asyncio
 
 from cluster_harness import TIMEOUT, user
-from redis_cluster_harness import RedisClusterTestCase, chats_of, room_slot
+from redis_cluster_harness import RedisClusterTestCase, chats_of
 
 
 class MigrationAborted(RedisClusterTestCase):
     instance_args = ["--log-level", "debug", "--rate", "1000", "--history", "500"]
 
     async def test_chats_acked_on_importing_node_then_migration_aborted(self):
-        c = self.cluster
-        src, dst = c.masters()[0], c.masters()[1]
-        room = c.rooms_on(src, 1, "abort")[0]
-        slot = room_slot(room)
-        i1, i2 = await self.launch_n(2)
-        a, _ = await self.member(i1, "alice", room)
-        b, _ = await self.member(i2, "bob", room)
+        src, dst, room, slot = self.room_to_move("abort")
+        i1, i2, a, b = await self.two_members(room, "alice", "bob")
         await a.take("presence", event="join", user=user("bob"))
         pub = await self.peer(i1, "pub")
         warm = await pub.chat_acked(room, "warm", ref="warm")

@@ -17,13 +17,10 @@ class ReapWhileRoomMasterDown(RedisClusterTestCase):
 
     async def test_dead_instance_reaped_while_room_master_frozen(self):
         c = self.cluster
-        ctl = c.node_for_key("roomcast:{roomcast}:instances")
-        victim = [m for m in c.masters() if m is not ctl][0]
+        victim = self.master_without_control()
         replicas = c.replicas_of(victim)
         room = c.rooms_on(victim, 1, "reap")[0]
-        i1, i2 = await self.launch_n(2)
-        g, _ = await self.member(i1, "ghost", room)
-        b, _ = await self.member(i2, "bob", room)
+        i1, i2, g, b = await self.two_members(room, "ghost", "bob")
 
         for nd in [victim] + replicas:   # no promotion possible: the room's slot is simply unreachable
             nd.freeze()

@@ -17,12 +17,9 @@ class RestartSameIdDuringFailover(RedisClusterTestCase):
 
     async def test_ghost_member_after_restart_during_failover(self):
         c = self.cluster
-        ctl = c.node_for_key("roomcast:{roomcast}:instances")
-        victim = [m for m in c.masters() if m is not ctl][0]
+        victim = self.master_without_control()
         room = c.rooms_on(victim, 1, "ghost")[0]
-        i1, i2 = await self.launch_n(2)
-        g, _ = await self.member(i1, "ghost", room)     # i1's member: gone with i1's first process
-        b, _ = await self.member(i2, "bob", room)
+        i1, i2, g, b = await self.two_members(room, "ghost", "bob")   # ghost: gone with i1's first process
         st, body = await get_json(i2.port, "/rooms/%s" % room)
         self.assertEqual(sorted(u["id"] for u in body["members"]), ["bob", "ghost"], body)
 

@@ -297,6 +297,20 @@ class TlsProxyTestCase(ClusterTestCase):
             return inst.log_lines(needle)
         return await wait_until(probe, TIMEOUT, "%s logs %r" % (inst.name, needle))
 
+    async def members_across(self, https_port, tag, i1, i2):
+        """alice (a, from CLIENT_A) and bob (b, from CLIENT_B, claiming SPOOFED in X-Forwarded-For) join a new room
+        through the proxy at https_port; the balancer must put one on each of i1 and i2; then chat_across.
+        Returns (room, a, b, id of the last chat)."""
+        room = unique(tag)
+        a = await self.wss(https_port, "a", CLIENT_A)
+        await a.hello(user("alice"))
+        await a.join(room)
+        b = await self.wss(https_port, "b", CLIENT_B, headers={"X-Forwarded-For": SPOOFED})
+        await b.hello(user("bob"))
+        await b.join(room)
+        await self.wait_websockets({i1: 1, i2: 1})
+        return room, a, b, await self.chat_across(a, b, room)
+
     async def chat_across(self, a, b, room):
         """a and b are both in room: a chat each way, acked to its sender and delivered to the other once."""
         for sender, receiver, text in ((a, b, "from a over tls"), (b, a, "from b over tls")):
@@ -350,15 +364,7 @@ class TestNginx(TlsProxyTestCase):
 
         # Two members, a browser page at https://localhost:<port> each (Origin and Host of that page);
         # least_conn puts them on different instances. B claims an address of its own in X-Forwarded-For.
-        room = unique("tls")
-        a = await self.wss(https_port, "a", CLIENT_A)
-        await a.hello(user("alice"))
-        await a.join(room)
-        b = await self.wss(https_port, "b", CLIENT_B, headers={"X-Forwarded-For": SPOOFED})
-        await b.hello(user("bob"))
-        await b.join(room)
-        await self.wait_websockets({i1: 1, i2: 1})
-        last = await self.chat_across(a, b, room)
+        room, a, b, last = await self.members_across(https_port, "tls", i1, i2)
 
         # The instances log the client's address, not nginx's, and not what the client made up.
         inst_a = await wait_until(lambda: self.logged_by(CLIENT_A, i1, i2), TIMEOUT, "an instance logs a's address")
@@ -454,15 +460,7 @@ class TestHaproxy(TlsProxyTestCase):
                 await self.wss(https_port, "evil", CLIENT_A, origin="https://evil.example")
             self.assertEqual(refused.exception.status_code, 403)
 
-            room = unique("haproxy")
-            a = await self.wss(https_port, "a", CLIENT_A)
-            await a.hello(user("alice"))
-            await a.join(room)
-            b = await self.wss(https_port, "b", CLIENT_B, headers={"X-Forwarded-For": SPOOFED})
-            await b.hello(user("bob"))
-            await b.join(room)
-            await self.wait_websockets({i1: 1, i2: 1})   # leastconn: one each
-            await self.chat_across(a, b, room)
+            room, a, b, _ = await self.members_across(https_port, "haproxy", i1, i2)   # leastconn: one each
             logs = {i.instance_id: i.log() for i in (i1, i2)}
             for client in (CLIENT_A, CLIENT_B):
                 needle = "(%s via %s): WebSocket open" % (client, PROXY_ADDR)
