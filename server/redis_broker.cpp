@@ -205,7 +205,8 @@ const char* kExistsScript =
 // An instance reaps only while its own heartbeats flow (its previous one is recent): after a stretch in
 // which nobody could write (an outage, maxmemory), everybody's heartbeat is old, and nobody may
 // mistake the others for dead before they had a turn. Its ZADD is a write: refused, nothing is reaped.
-// Returns {members reaped, 1 if this instance had been reaped}.
+// Returns {members reaped (of this instance's earlier process), 1 if this instance had been reaped, then for
+// each dead instance still being reaped: its id, its rooms left to clean}.
 const std::string kReapScript = std::string(kReapLines) +
     "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
     "local set = prefix .. 'roomcast:instances'\n"
@@ -219,18 +220,38 @@ const std::string kReapScript = std::string(kReapLines) +
     "  end\n"
     "  redis.call('DEL', rooms_key)\n"
     "end\n"
+    // Another instance's rooms go to a reaping set, cleaned room by room (kRoomReapScript): one script
+    // over all its rooms would hold Redis for seconds at a million members (every probe then fails).
+    "local reaping = prefix .. 'roomcast:reaping'\n"
+    "local function hand_over(inst)\n"
+    "  local rooms_key = prefix .. 'roomcast:instance:' .. inst .. ':rooms'\n"
+    "  local todo = reaping .. ':' .. inst\n"
+    "  redis.call('SUNIONSTORE', todo, todo, rooms_key)\n"
+    "  redis.call('DEL', rooms_key)\n"
+    "  if redis.call('SCARD', todo) > 0 then redis.call('SADD', reaping, inst) end\n"
+    "end\n"
     "local prev = redis.call('ZSCORE', set, self)\n"
     "redis.call('ZADD', set, now, self)\n"
     "local was_reaped = 0\n"
-    "if ARGV[3] == '1' then reap(self) elseif not prev then was_reaped = 1 end\n"
+    "if ARGV[3] == '1' then reap(self)\n"
+    "elseif not prev then\n"  // taken for dead, and back: it enters its members again; nothing left to clean
+    "  was_reaped = 1\n"
+    "  redis.call('DEL', reaping .. ':' .. self)\n"
+    "  redis.call('SREM', reaping, self)\n"
+    "end\n"
     "if prev and now - tonumber(prev) <= ttl / 2 then\n"
     "  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - ttl)) do\n"
     "    if inst ~= self and redis.call('EXISTS', prefix .. 'roomcast:instance:' .. inst) == 0 then\n"
-    "      if redis.call('ZREM', set, inst) == 1 then reap(inst) end\n"
+    "      if redis.call('ZREM', set, inst) == 1 then hand_over(inst) end\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return {reaped, was_reaped}\n";
+    "local out = {reaped, was_reaped}\n"
+    "for _, inst in ipairs(redis.call('SMEMBERS', reaping)) do\n"
+    "  out[#out + 1] = inst\n"
+    "  out[#out + 1] = redis.call('SMEMBERS', reaping .. ':' .. inst)\n"
+    "end\n"
+    "return out\n";
 
 // Redis Cluster's heartbeat: the instance set, liveness keys and room sets share the hash tag {roomcast}, so
 // this script touches one slot; a dead instance's member lines live in each room's slot and are removed
@@ -285,9 +306,10 @@ const char* kReapedRoomScript =
     "return 1\n";
 
 // Redis Cluster: one room's part of a reaping. KEYS[1] the members hash; ARGV[1] the dead instance, ARGV[2]
-// the room id, ARGV[3] the room's channel (same slot). Removes its lines, SPUBLISHes their leaves.
+// the room id, ARGV[3] the room's channel (same slot), ARGV[4] PUBLISH or SPUBLISH. Removes its lines,
+// publishes their leaves. (One Redis uses it too, for instances other than itself.)
 const std::string kRoomReapScript = std::string(kReapLines) +
-    "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], 'SPUBLISH')\n";
+    "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], ARGV[4])\n";
 
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 // Redis Cluster: the message on a room's channel telling every instance to back-fill the room (see
@@ -775,9 +797,11 @@ class RedisBroker : public Broker {
           LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());
           return;
         }
-        if (reply.type != redis::Value::Type::Array || reply.elements.size() != 2) return;
+        if (reply.type != redis::Value::Type::Array || reply.elements.size() < 2) return;
         if (reply.elements[0].integer > 0)
-          LOG_INFO("redis: %lld members of dead instances removed; their rooms were told", reply.elements[0].integer);
+          LOG_INFO("redis: %lld members of an earlier process with this id removed; their rooms were told", reply.elements[0].integer);
+        for (size_t i = 2; i + 1 < reply.elements.size(); i += 2)
+          for (const redis::Value& room : reply.elements[i + 1].elements) reap_room(reply.elements[i].str, room.str);
         if (reply.elements[1].integer == 1) rejoin_after_reaped();
       });
     }
@@ -810,14 +834,14 @@ class RedisBroker : public Broker {
     if (reply.elements[0].integer == 1) rejoin_after_reaped();
   }
 
-  // Redis Cluster: removes a dead instance's lines from one room and tells the room; then marks the room
+  // Removes a dead instance's lines from one room and tells the room; then marks the room
   // clean. Not done (the room's master down, CLUSTERDOWN): the next heartbeat returns it again. Every
   // instance may try; the room script is idempotent (a line is removed, and its leave published, once).
   void reap_room(const std::string& dead, const std::string& room) {
     std::string id = dead + '\n' + room;
     if (!reaping_.insert(id).second) return;  // already in flight here
     std::string key = members_key(room), chan = channel(room);
-    int rc = eval(kRoomReapScript.c_str(), {key}, {dead, room, chan}, [this, id, dead, room](int st, const redis::Value& r) {
+    int rc = eval(kRoomReapScript.c_str(), {key}, {dead, room, chan, publish_cmd_}, [this, id, dead, room](int st, const redis::Value& r) {
       reaping_.erase(id);
       if (st != 0 || r.type != redis::Value::Type::Integer) return;
       if (r.integer > 0) LOG_INFO("redis: room %s: %lld members of dead instance %s removed; the room was told", room.c_str(), r.integer, dead.c_str());
