@@ -35,6 +35,8 @@ if [ "$part" = test ]; then
     dpkg-dev file
     systemd
     nginx haproxy  # test_tls_proxy runs them from its own temp folder, never the system services
+    openssl        # test_tls_proxy's self-signed certificate (libssl-dev does not bring the command)
+    iproute2       # ip netns: the multi-host tests (test_netns_*), which otherwise skip
   )
   # Node.js: any node/npm on PATH will do (images often carry NodeSource's); else Debian's.
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
