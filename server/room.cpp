@@ -214,7 +214,8 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   // Every other member, on every instance, hears of the join once, after the joiner's `joined`.
   if (first) broker_->publish_event(r->id, protocol::encode_presence(true, r->id, me));
   close_held_if_unused(r);
-  s->joins.pop_front();
+  s->joins.erase(s->joins.begin());
+  if (s->joins.empty()) std::vector<JoinRequest>().swap(s->joins);  // its memory too
   if (!s->joins.empty()) {  // joins that came while this one was read: answer them too, in turn
     s->state = SeatState::Waiting;
     if (confirmed(r) && broker_->up()) start_read(r, *s);
@@ -421,6 +422,16 @@ void Rooms::hold(Room* r, std::string_view payload, const MsgId& id) {
   r->held.push_back(HeldEvent{id, std::string(payload)});
   r->held_bytes += size;
   held_total_ += size;
+}
+
+void HeldQueue::pop_front() {
+  if (++head_ == v_.size()) return clear();
+  v_[head_ - 1].payload = std::string();
+  // Compact once the popped part is the larger half (each event is moved at most once per halving).
+  if (head_ >= 16 && head_ * 2 >= v_.size()) {
+    v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
 }
 
 void Rooms::trim_held(Room* r) {

@@ -31,7 +31,6 @@
 //   the member missed before it is what `since` is for. Every join is answered, in turn, with its ref.
 #pragma once
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -97,13 +96,40 @@ struct Seat {
   protocol::MsgId pos;        // the last chat id given to this member
   uint64_t read = 0;          // token of its read in flight, 0 for none (a reply with another token is stale)
   uint64_t read_epoch = 0;    // READING: the room's held_epoch when the read began
-  std::deque<JoinRequest> joins;  // joins waiting for their `joined`, oldest first (the front is read)
+  // Joins waiting for their `joined`, oldest first (the front is read); at most kMaxJoinsWaiting. A
+  // vector, emptied with its memory once answered: a std::deque allocates ~600 bytes even when empty,
+  // which was most of an idle member's memory.
+  std::vector<JoinRequest> joins;
 };
 
 // A live event held for members who are reading (or for the room while it syncs).
 struct HeldEvent {
   protocol::MsgId id;
   std::string payload;
+};
+
+// The held events of a room, oldest first: a vector whose front is popped by moving an index, and whose
+// memory is given back whenever it empties, so that a room holding nothing (nearly always) owns no heap.
+class HeldQueue {
+ public:
+  bool empty() const { return head_ == v_.size(); }
+  size_t size() const { return v_.size() - head_; }
+  HeldEvent& operator[](size_t i) { return v_[head_ + i]; }
+  HeldEvent& front() { return v_[head_]; }
+  std::vector<HeldEvent>::iterator begin() { return v_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  std::vector<HeldEvent>::iterator end() { return v_.end(); }
+  std::vector<HeldEvent>::const_iterator begin() const { return v_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  std::vector<HeldEvent>::const_iterator end() const { return v_.end(); }
+  void push_back(HeldEvent e) { v_.push_back(std::move(e)); }
+  void pop_front();
+  void clear() {
+    std::vector<HeldEvent>().swap(v_);
+    head_ = 0;
+  }
+
+ private:
+  std::vector<HeldEvent> v_;
+  size_t head_ = 0;  // v_[0, head_) are popped
 };
 
 struct Room {
@@ -117,7 +143,7 @@ struct Room {
     uint32_t seats = 0;            // announced seats of this user here
   };
   std::unordered_map<std::string, LocalUser> users;  // announced local users by id (listing, count)
-  std::deque<HeldEvent> held;      // live chats held (see the state diagram)
+  HeldQueue held;                  // live chats held (see the state diagram)
   size_t held_bytes = 0;           // payload bytes in held
   protocol::MsgId last_live;       // id of the last chat received live on the current subscription
   bool last_live_known = false;    // last_live is set (not after an outage until a chat came)

@@ -1832,6 +1832,46 @@ void test_members_truncated(void**) {
   EXPECT(w.violations == 0, "oracle: %s", w.first.c_str());
 }
 
+// HeldQueue against a std::deque model: random pushes, pops and clears keep the same events in the same
+// order, through the compactions; emptied, it owns no memory.
+void test_held_queue_model(void**) {
+  HeldQueue q;
+  std::deque<uint64_t> model;
+  uint64_t next = 1, seed = 12345;
+  for (int step = 0; step < 200000; step++) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    uint32_t r = static_cast<uint32_t>(seed >> 33) % 100;
+    if (r < 55) {
+      q.push_back(HeldEvent{MsgId{next, 0}, std::to_string(next)});
+      model.push_back(next++);
+    } else if (r < 99) {
+      if (model.empty()) continue;
+      assert_true(q.front().id.ms == model.front());
+      q.pop_front();
+      model.pop_front();
+    } else {
+      q.clear();
+      model.clear();
+    }
+    assert_int_equal(q.size(), model.size());
+    assert_int_equal(q.empty(), model.empty());
+    if (!model.empty()) {
+      size_t i = static_cast<size_t>(seed >> 20) % model.size();
+      assert_true(q[i].id.ms == model[i] && q[i].payload == std::to_string(model[i]));
+    }
+    if (step % 997 == 0) {
+      size_t k = 0;
+      for (const HeldEvent& h : q) assert_true(h.id.ms == model[k++]);
+      assert_int_equal(k, model.size());
+    }
+  }
+  while (!model.empty()) {
+    q.pop_front();
+    model.pop_front();
+  }
+  assert_true(q.empty() && q.begin() == q.end());
+}
+
 }  // namespace
 
 int main() {
@@ -1854,6 +1894,7 @@ int main() {
       TEST(test_joined_size_sweep),
       TEST(test_members_truncated),
       TEST(test_random_schedules),
+      TEST(test_held_queue_model),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
