@@ -65,7 +65,6 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener, bool admin
   c->admin_ = admin;
   uv_tcp_init(server->loop(), &c->tcp_);
   c->tcp_.data = c;
-  c->token_expiry.owner = c;
   int r = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp_));
   if (r == 0) r = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), ConnectionIo::on_alloc, ConnectionIo::on_read);
   c->reading_ = r == 0;
@@ -81,7 +80,7 @@ Connection* Connection::accept(Server* server, uv_stream_t* listener, bool admin
   if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0)
     protocol::ip_from_sockaddr(reinterpret_cast<sockaddr*>(&peer), &c->peer_);
   c->client_ = c->peer_;
-  c->http_ = std::make_unique<protocol::HttpParser>();
+  c->http_ = std::make_unique<HttpState>();
   c->user_ = protocol::anonymous_user();
   c->tokens_ = server->config().rate * 2;
   c->refill_ms_ = server->now_ms();
@@ -101,9 +100,9 @@ void Connection::on_data(const char* data, size_t len) {
 
 void Connection::on_http(const char* data, size_t len) {
   if (close_after_flush_) return;  // after the last answer input is dropped (see update_reading)
-  if (!http_backlog_.empty() || http_input_waits()) {
+  if (!http_->backlog.empty() || http_input_waits()) {
     // Input that waits keeps its order behind what already waits; reading stops until it is parsed.
-    http_backlog_.append(data, len);
+    http_->backlog.append(data, len);
   } else {
     parse_http(data, len);
   }
@@ -115,24 +114,24 @@ void Connection::parse_http(const char* data, size_t len) {
   while (len > 0 && state_ == State::Http && !close_after_flush_) {
     if (http_input_waits()) {
       // data may be the backlog itself: resume_http() hands it over by swapping, so this is a copy.
-      http_backlog_.assign(data, len);
+      http_->backlog.assign(data, len);
       break;
     }
     size_t used = 0;
-    HttpResult r = http_->feed(data, len, &used);
+    HttpResult r = http_->parser.feed(data, len, &used);
     data += used;
     len -= used;
     if (r == HttpResult::NeedMore) break;
     if (r == HttpResult::Error) {
       client_ = peer_;  // a request that did not parse names no client
-      LOG_DEBUG("conn %llu (%s): bad request: %s", (unsigned long long)id_, who().c_str(), http_->error_reason());
-      if (http_->error_status() == 413) server_->metrics().bound_hit(Bound::ApiBody, "a server API request body over 64 KiB answered 413");
-      send(make_error_response(http_->error_status(), http_->error_reason()));
+      LOG_DEBUG("conn %llu (%s): bad request: %s", (unsigned long long)id_, who().c_str(), http_->parser.error_reason());
+      if (http_->parser.error_status() == 413) server_->metrics().bound_hit(Bound::ApiBody, "a server API request body over 64 KiB answered 413");
+      send(make_error_response(http_->parser.error_status(), http_->parser.error_reason()));
       close_after_flush_ = true;
       break;
     }
     if (!admin_) server_->metrics().http_requests++;
-    const protocol::HttpRequest& req = http_->request();
+    const protocol::HttpRequest& req = http_->parser.request();
     // Behind a proxy one connection carries requests of many clients: each request names its own.
     client_ = protocol::client_address(peer_, req, server_->config().trusted_proxy);
     if (r == HttpResult::Upgrade || protocol::wants_websocket(req)) {
@@ -170,9 +169,9 @@ bool Connection::http_input_waits() {
 }
 
 void Connection::resume_http() {
-  if (state_ == State::Http && !http_backlog_.empty() && !http_input_waits()) {
+  if (state_ == State::Http && !http_->backlog.empty() && !http_input_waits()) {
     std::string backlog;
-    backlog.swap(http_backlog_);
+    backlog.swap(http_->backlog);
     parse_http(backlog.data(), backlog.size());
   }
   update_reading();
@@ -183,7 +182,7 @@ void Connection::update_reading() {
   switch (state_) {
     // After its last answer an HTTP connection reads on and drops the input: closing a socket with
     // unread input sends a reset, which can destroy the answer before the client reads it.
-    case State::Http: want = close_after_flush_ || (http_backlog_.empty() && !http_input_waits()); break;
+    case State::Http: want = close_after_flush_ || (http_->backlog.empty() && !http_input_waits()); break;
     case State::WebSocket:
     case State::Closing: want = true; break;  // a reader too slow is closed instead; closing still reads the peer's close
     case State::Closed: want = false; break;
@@ -206,9 +205,9 @@ void Connection::on_response(SharedBuf* resp, bool keep_alive) {
   send(resp);
   if (!keep_alive) {
     close_after_flush_ = true;
-    http_backlog_.clear();
+    http_->backlog.clear();
   } else {
-    http_->next();
+    http_->parser.next();
     server_->http_deadlines.push(&deadline, server_->now_ms());
   }
   // An answer given at once (inside parse_http) lets its loop go on; a later one resumes here.
@@ -252,7 +251,6 @@ void Connection::upgrade(const protocol::HttpRequest& req, const char* rest, siz
   send(make_upgrade_response(v.accept));
   std::string target = req.target;
   http_.reset();  // nothing of the HTTP state survives the upgrade but the target
-  http_backlog_.clear();
   state_ = State::WebSocket;
   upgraded_ = true;
   server_->upgrade_opened();
@@ -367,16 +365,17 @@ void Connection::close_ws(uint16_t code, std::string_view reason) {
 }
 
 void Connection::set_grant(AuthGrant grant) {
-  if (!authenticated_) {
+  if (!auth_) {
     user_ = grant.user;  // the token is the identity; a refresh (same sub) keeps the name shown to others
     identified_ = true;
-    authenticated_ = true;
+    auth_ = std::make_unique<Auth>();
+    auth_->expiry.owner = this;
   }
-  grant_ = std::move(grant);
-  if (grant_.exp > 0 && state_ == State::WebSocket)
-    server_->token_expiries.set(&token_expiry, (grant_.exp + server_->config().jwt_leeway) * 1000);
+  auth_->grant = std::move(grant);
+  if (auth_->grant.exp > 0 && state_ == State::WebSocket)
+    server_->token_expiries.set(&auth_->expiry, (auth_->grant.exp + server_->config().jwt_leeway) * 1000);
   else
-    server_->token_expiries.remove(&token_expiry);
+    server_->token_expiries.remove(&auth_->expiry);
 }
 
 void Connection::on_token_expired() {
@@ -386,7 +385,7 @@ void Connection::on_token_expired() {
 }
 
 void Connection::enter_closing() {
-  server_->token_expiries.remove(&token_expiry);
+  if (auth_) server_->token_expiries.remove(&auth_->expiry);
   state_ = State::Closing;
   server_->closing_deadlines.push(&deadline, server_->now_ms());
   server_->hub().on_close(*this);
@@ -397,9 +396,9 @@ void Connection::close_now() {
   if (state_ == State::WebSocket) server_->hub().on_close(*this);
   state_ = State::Closed;
   DeadlineList::remove(&deadline);
-  server_->token_expiries.remove(&token_expiry);
+  if (auth_) server_->token_expiries.remove(&auth_->expiry);
   drop_pending();
-  http_backlog_.clear();
+  if (http_) http_->backlog.clear();
   update_reading();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), ConnectionIo::on_close);
 }

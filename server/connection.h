@@ -72,8 +72,8 @@ class Connection : public Member {
   bool take_token(uint64_t now_ms, bool* flooding);
 
   // Authentication: the grant of the connection's token (identity, rooms, exp), when auth is on.
-  bool authenticated() const { return authenticated_; }
-  const AuthGrant& grant() const { return grant_; }
+  bool authenticated() const { return auth_ != nullptr; }
+  const AuthGrant& grant() const { return auth_->grant; }  // authenticated() only
   // Takes a verified grant: the identity at the upgrade (fixed from then on), its rooms and expiry.
   void set_grant(AuthGrant grant);
   // The token's exp (+ leeway) passed without a refresh: close 4001.
@@ -93,7 +93,6 @@ class Connection : public Member {
   Connection* next_dirty = nullptr;  // the server's list of connections with queued bytes
   bool dirty = false;                // in that list
   DeadlineHook deadline;             // in one of the server's deadline lists
-  ExpiryHook token_expiry;           // in the server's token_expiries while its token can expire
 
  private:
   friend struct ConnectionIo;
@@ -125,14 +124,23 @@ class Connection : public Member {
   uint64_t id_;                                   // unique in the process, never reused
   protocol::IpAddr peer_;                         // the TCP peer (a proxy, behind one)
   protocol::IpAddr client_;                       // the client (see client_addr()); the peer until a request names another
-  std::unique_ptr<protocol::HttpParser> http_;    // while Http only (dropped at the upgrade)
-  std::string http_backlog_;                      // bytes read, not parsed while HTTP input waits (at most one read)
+  struct HttpState {
+    protocol::HttpParser parser;
+    std::string backlog;  // bytes read, not parsed while HTTP input waits (at most one read)
+  };
+  std::unique_ptr<HttpState> http_;               // while Http only (dropped at the upgrade)
   protocol::WsDecoder ws_;                        // WebSocket input; holds no wslay context while idle
   std::vector<SharedBuf*> pending_;               // queued, not yet handed to uv_write
   size_t pending_bytes_ = 0;                      // total size of pending_
   uint32_t writes_in_flight_ = 0;                 // uv_write requests not yet called back
   protocol::User user_;                           // identity (anonymous until named; the token's user with auth)
-  AuthGrant grant_;                               // the current token's grant (authenticated_ only)
+  // With a token (auth on) only, so that a connection without one carries neither: the current
+  // token's grant, and the connection's place in the server's token_expiries while it can expire.
+  struct Auth {
+    AuthGrant grant;
+    ExpiryHook expiry;  // owner: the connection
+  };
+  std::unique_ptr<Auth> auth_;
   double tokens_ = 0;                             // rate-limit bucket
   uint64_t refill_ms_ = 0;                        // last refill, loop ms
   uint64_t refused_since_ms_ = 0;                 // start of the current 10 s refusal window
@@ -140,7 +148,6 @@ class Connection : public Member {
   State state_ = State::Http;
   bool admin_ = false;                            // accepted on the admin port (fixed at accept)
   bool identified_ = false;                       // the user was named by the client (first identity sticks)
-  bool authenticated_ = false;                    // the upgrade carried a valid token (auth on)
   bool close_after_flush_ = false;                // close the socket once everything queued is written
   bool awaiting_response_ = false;                // an HTTP answer is being prepared; input waits
   bool output_held_ = false;                      // HTTP answers queued over --max-outbound; input waits
