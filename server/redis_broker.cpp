@@ -454,15 +454,13 @@ class RedisBroker : public Broker {
   bool cluster_members() const override { return true; }
   void member_join(std::string_view room, std::string_view user_id, std::string_view member_key,
                    std::string_view user_json) override {
-    std::string key = members_key(room), entry = member_entry(member_key);
-    std::string id = key + '\n' + entry;
-    lines_[id] = Line{std::string(room), key, std::string(user_id), entry, std::string(user_json), 0, false};
+    std::string id = line_id(room, member_key);
+    lines_[id] = Line{std::string(user_id), std::string(user_json), 0, false};
     send_line(id);
   }
   void member_leave(std::string_view room, std::string_view user_id, std::string_view member_key, bool last_local) override {
-    std::string key = members_key(room), entry = member_entry(member_key);
-    std::string id = key + '\n' + entry;
-    lines_[id] = Line{std::string(room), key, std::string(user_id), entry, std::string(), 0, false};
+    std::string id = line_id(room, member_key);
+    lines_[id] = Line{std::string(user_id), std::string(), 0, false};
     send_line(id);
     // (Not resent: a room left in this set only costs the reaper a look.)
     if (last_local) client_->command({"SREM", instance_rooms_key(), room}, [](int, const redis::Value&) {});
@@ -553,8 +551,10 @@ class RedisBroker : public Broker {
   // the member is in the room; a leave (user_json empty) until Redis confirms it. An operation Redis
   // did not confirm (down, refused under maxmemory) is sent again with the next heartbeat; after this
   // instance was reaped (cut off longer than --instance-ttl), every join is entered again.
+  // By line_id(room, member key): the hash (members_key(room)) and the entry (member_entry(member key))
+  // are made from it when the line is sent, so that an idle member costs here only this and its id.
   struct Line {
-    std::string room, key, user_id, entry;
+    std::string user_id;
     std::string user_json;  // empty: the line is to be removed
     uint64_t gen;           // of the latest send: only its reply may confirm it
     bool confirmed;
@@ -568,7 +568,8 @@ class RedisBroker : public Broker {
     Line& l = it->second;
     uint64_t gen = l.gen = ++line_gen_;
     l.confirmed = false;
-    int rc = eval(kMemberSetScript, {l.key}, {l.user_id, l.entry, l.user_json}, [this, id, gen](int status, const redis::Value& reply) {
+    std::string_view room = line_room(id);
+    int rc = eval(kMemberSetScript, {members_key(room)}, {l.user_id, member_entry(line_member(id)), l.user_json}, [this, id, gen](int status, const redis::Value& reply) {
       auto found = lines_.find(id);
       if (found == lines_.end() || found->second.gen != gen) return;
       found->second.inflight = false;
@@ -577,7 +578,7 @@ class RedisBroker : public Broker {
       else found->second.confirmed = true;
     });
     l.inflight = rc == 0;
-    if (!l.user_json.empty()) client_->command({"SADD", instance_rooms_key(), l.room}, [](int, const redis::Value&) {});
+    if (!l.user_json.empty()) client_->command({"SADD", instance_rooms_key(), room}, [](int, const redis::Value&) {});
   }
 
   // This instance was cut off long enough to be taken for dead: its lines were removed and every room
@@ -590,8 +591,9 @@ class RedisBroker : public Broker {
     for (const std::string& id : ids) {
       send_line(id);
       const Line& l = lines_[id];
-      std::string presence = "{\"type\":\"presence\",\"event\":\"join\",\"roomId\":\"" + l.room + "\",\"user\":" + l.user_json + "}";
-      client_->command({publish_cmd_, channel(l.room), presence}, [](int, const redis::Value&) {});
+      std::string room(line_room(id));
+      std::string presence = "{\"type\":\"presence\",\"event\":\"join\",\"roomId\":\"" + room + "\",\"user\":" + l.user_json + "}";
+      client_->command({publish_cmd_, channel(room), presence}, [](int, const redis::Value&) {});
       n++;
     }
     LOG_WARN("redis: this instance had been taken for dead (cut off over --instance-ttl): %zu members entered again", n);
@@ -769,6 +771,14 @@ class RedisBroker : public Broker {
   std::string records_key(std::string_view room) const { return cluster_ ? channel(room) + ":chats:" + instance_ : chats_key(); }
   std::string members_key(std::string_view room) const { return channel(room) + ":members"; }
   std::string member_entry(std::string_view member_key) const { return instance_ + "/" + std::string(member_key); }
+  // A member line's id: the room and the member key (neither has a newline).
+  static std::string line_id(std::string_view room, std::string_view member_key) {
+    std::string id;
+    id.reserve(room.size() + 1 + member_key.size());
+    return id.append(room).append(1, '\n').append(member_key);
+  }
+  static std::string_view line_room(std::string_view id) { return id.substr(0, id.find('\n')); }
+  static std::string_view line_member(std::string_view id) { return id.substr(id.find('\n') + 1); }
   std::string instance_key() const { return meta_ + "instance:" + instance_; }
   std::string instance_rooms_key() const { return instance_key() + ":rooms"; }
   std::string chats_key() const { return prefix_ + "roomcast:chats:" + instance_; }
@@ -971,7 +981,7 @@ class RedisBroker : public Broker {
   std::map<std::string, std::map<uint64_t, Doubt>> doubts_;
   std::unordered_set<std::string> live_;  // Redis Cluster: instances alive at the last heartbeat
   std::unordered_set<std::string> reaping_;  // Redis Cluster: "<dead>\n<room>" reaps in flight here
-  std::unordered_map<std::string, Line> lines_;  // this instance's member lines, by "<hash>\n<entry>"
+  std::unordered_map<std::string, Line> lines_;  // this instance's member lines, by line_id
   uint64_t line_gen_ = 0;
   std::unique_ptr<redis::Connection> client_;
 };
