@@ -175,8 +175,14 @@ void Rooms::finish_read(const std::string& room_id, uint64_t serial, uint64_t me
   bool first = !s->announced;
   if (first) {
     s->announced = true;  // listed from now on, its own `joined` included
-    Room::LocalUser& lu = r->users[me.id];
-    if (lu.seats++ == 0) lu.user = me;
+    auto it = r->users.find(me.id);
+    if (it == r->users.end()) {
+      // Entered under a view of the member's id, then re-keyed to the entry's own copy (same node).
+      auto node = r->users.extract(r->users.emplace(std::string_view(me.id), Room::LocalUser{me, 0}).first);
+      node.key() = node.mapped().user.id;
+      it = r->users.insert(std::move(node)).position;
+    }
+    it->second.seats++;
   }
   // Fit the history into the frame limit, dropping the oldest first; the newest id of the read is
   // this member's position either way (what is cut was left out knowingly, and says `truncated`).

@@ -142,7 +142,8 @@ struct Room {
     protocol::User user;
     uint32_t seats = 0;            // announced seats of this user here
   };
-  std::unordered_map<std::string, LocalUser> users;  // announced local users by id (listing, count)
+  // Announced local users (listing, count); the key views the node's own user.id (nodes do not move).
+  std::unordered_map<std::string_view, LocalUser> users;
   HeldQueue held;                  // live chats held (see the state diagram)
   size_t held_bytes = 0;           // payload bytes in held
   protocol::MsgId last_live;       // id of the last chat received live on the current subscription
