@@ -48,6 +48,16 @@ std::string hs(const std::string& header, const std::string& payload, const std:
   return input + "." + b64url(std::string(reinterpret_cast<char*>(mac), len));
 }
 
+// Encoded parts signed as they are (to sign what a strict decoder must refuse).
+std::string hs_parts(const std::string& header_part, const std::string& claims_part, const std::string& key) {
+  std::string input = header_part + "." + claims_part;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(input.data()),
+       input.size(), mac, &len);
+  return input + "." + b64url(std::string(reinterpret_cast<char*>(mac), len));
+}
+
 std::string unsigned_token(const std::string& header, const std::string& payload) {
   return b64url(header) + "." + b64url(payload) + ".";
 }
@@ -169,6 +179,25 @@ void test_hs256_table(void**) {
       {"name with a control character", hs(kHs, claims(ai + R"(,"name":"a\u0001b")"), kSecret), AuthRefusal::BadClaims},
       {"rooms not an array", hs(kHs, claims(ai + R"(,"rooms":"lobby")"), kSecret), AuthRefusal::BadClaims},
       {"rooms with a bad pattern", hs(kHs, claims(ai + R"(,"rooms":["a*b"])"), kSecret), AuthRefusal::BadClaims},
+      // The compact form, strictly (signed correctly, so only the form is wrong).
+      {"a fourth part", hs(kHs, claims(ai), kSecret) + ".c2ln", AuthRefusal::Malformed},
+      {"padding", hs_parts(b64url(kHs) + "=", b64url(claims(ai)), kSecret), AuthRefusal::Malformed},
+      {"standard base64 alphabet", hs_parts(b64url(kHs), "+" + b64url(claims(ai)).substr(1), kSecret), AuthRefusal::Malformed},
+      {"a space in a part", hs_parts(b64url(kHs), " " + b64url(claims(ai)), kSecret), AuthRefusal::Malformed},
+      {"an impossible length", [&] {
+         std::string part = b64url(claims(ai));
+         while (part.size() % 4 != 1) part += "A";
+         return hs_parts(b64url(kHs), part, kSecret);
+       }(), AuthRefusal::Malformed},
+      {"empty claims part", hs_parts(b64url(kHs), "", kSecret), AuthRefusal::Malformed},
+      {"empty signature", b64url(kHs) + "." + b64url(claims(ai)) + ".", AuthRefusal::BadSignature},
+      {"header with a NUL after it", hs(kHs + std::string(1, '\0'), claims(ai), kSecret), AuthRefusal::Malformed},
+      {"header an array", hs(R"(["HS256"])", claims(ai), kSecret), AuthRefusal::Malformed},
+      {"alg a number", hs(R"({"alg":256})", claims(ai), kSecret), AuthRefusal::Malformed},
+      {"claims not JSON", hs(kHs, R"({"sub":"alice")", kSecret), AuthRefusal::BadClaims},
+      {"claims an array", hs(kHs, R"(["alice"])", kSecret), AuthRefusal::BadClaims},
+      {"claims with bytes after them", hs(kHs, claims(ai) + "x", kSecret), AuthRefusal::BadClaims},
+      {"claims with a NUL after them", hs(kHs, claims(ai) + std::string(1, '\0') + "x", kSecret), AuthRefusal::BadClaims},
   };
   run(v, rows);
 }
