@@ -196,7 +196,8 @@ const char* kExistsScript =
 
 // The reaper, run with every heartbeat. ARGV[1] key prefix, ARGV[2] this instance, ARGV[3] '1' to
 // treat this instance's own old entries as dead (a restart under the same --instance-id), ARGV[4] the
-// instance TTL in ms. The instance set is a sorted set: instance -> Redis time (ms) of its last
+// instance TTL in ms, ARGV[5] how many of a dead instance's rooms left to clean to return (kReapBatch).
+// The instance set is a sorted set: instance -> Redis time (ms) of its last
 // heartbeat. An instance whose liveness key is gone and whose last heartbeat is older than the TTL is
 // taken out of the set by exactly one reaper (ZREM answers 1 once), which removes its member lines,
 // publishes their presence `leave` on each room's channel (every surviving instance hears each leave
@@ -249,7 +250,7 @@ const std::string kReapScript = std::string(kReapLines) +
     "local out = {reaped, was_reaped}\n"
     "for _, inst in ipairs(redis.call('SMEMBERS', reaping)) do\n"
     "  out[#out + 1] = inst\n"
-    "  out[#out + 1] = redis.call('SMEMBERS', reaping .. ':' .. inst)\n"
+    "  out[#out + 1] = redis.call('SRANDMEMBER', reaping .. ':' .. inst, ARGV[5])\n"
     "end\n"
     "return out\n";
 
@@ -259,7 +260,7 @@ const std::string kReapScript = std::string(kReapLines) +
 // every heartbeat returns until each room is clean (kReapedRoomScript): a room whose master is down
 // then, or a reaper that dies half-way, only delays the removal. KEYS[1] the instance set; ARGV[1]
 // the bookkeeping prefix ("<prefix>roomcast:{roomcast}:"), ARGV[2] this instance, ARGV[3] '1' to treat
-// its own old entries as dead, ARGV[4] the instance TTL in ms.
+// its own old entries as dead, ARGV[4] the instance TTL in ms, ARGV[5] kReapBatch.
 // Returns {1 if this instance had been reaped, live instances, dead instance, its rooms left to clean, ...}.
 const char* kClusterReapScript =
     "local prefix, self, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])\n"
@@ -293,7 +294,7 @@ const char* kClusterReapScript =
     "end\n"
     "for _, inst in ipairs(redis.call('SMEMBERS', prefix .. 'reaping')) do\n"
     "  out[#out + 1] = inst\n"
-    "  out[#out + 1] = redis.call('SMEMBERS', prefix .. 'reaping:' .. inst)\n"
+    "  out[#out + 1] = redis.call('SRANDMEMBER', prefix .. 'reaping:' .. inst, ARGV[5])\n"
     "end\n"
     "return out\n";
 
@@ -311,6 +312,10 @@ const char* kReapedRoomScript =
 const std::string kRoomReapScript = std::string(kReapLines) +
     "return reap_lines(KEYS[1], ARGV[3], ARGV[2], ARGV[1], ARGV[4])\n";
 
+// Rooms of a dead instance each heartbeat returns, at random among those left: every instance cleans
+// the rooms it is given, so returning them all made every instance clean every room (at a million
+// members, 56 instances x ~18,000 rooms of scripts per heartbeat, and every reply ~18,000 names long).
+constexpr const char* kReapBatch = "256";
 constexpr int64_t kPublishDeadlineMs = 1000;  // a chat must reach Redis within this (see kPublishScript)
 // Redis Cluster: the message on a room's channel telling every instance to back-fill the room (see
 // on_asked_publish); never given to clients.
@@ -652,7 +657,7 @@ class RedisBroker : public Broker {
   // know the live instances from the start. Until its {roomcast} master answers, the broker is not up.
   void first_cluster_heartbeat() {
     std::string set = meta_ + "instances", ttl = std::to_string(instance_ttl_ms_);
-    int sent = eval(kClusterReapScript, {set}, {meta_, instance_, "1", ttl}, [this](int status, const redis::Value& reply) {
+    int sent = eval(kClusterReapScript, {set}, {meta_, instance_, "1", ttl, kReapBatch}, [this](int status, const redis::Value& reply) {
       time_pending_ = false;
       if (status != 0 || reply.is_error()) {
         if (status == 0) LOG_WARN("redis: first heartbeat refused (%s); retrying", reply.str.c_str());
@@ -797,11 +802,11 @@ class RedisBroker : public Broker {
     int sent;
     if (cluster_) {
       std::string set = meta_ + "instances";
-      sent = eval(kClusterReapScript, {set}, {meta_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+      sent = eval(kClusterReapScript, {set}, {meta_, instance_, self_dead, ttl, kReapBatch}, [this](int status, const redis::Value& reply) {
         cluster_heartbeat_reply(status, reply);
       });
     } else {
-      sent = eval(kReapScript.c_str(), {}, {prefix_, instance_, self_dead, ttl}, [this](int status, const redis::Value& reply) {
+      sent = eval(kReapScript.c_str(), {}, {prefix_, instance_, self_dead, ttl, kReapBatch}, [this](int status, const redis::Value& reply) {
         if (status != 0) return;
         if (reply.is_error()) {
           LOG_WARN("redis: heartbeat refused (%s): this instance cannot prove it is alive, and reaps nobody", reply.str.c_str());

@@ -252,6 +252,43 @@ class DeadInstancePresence(ClusterTestCase):
                 problems.append("%s: more presence about the dead instance's members: %r" % (p.label, extra))
         self.assertFalse(problems, "\n".join(problems))
 
+    async def test_dead_instance_with_many_rooms_reaped_everywhere(self):
+        """A heartbeat hands out at most 256 of a dead instance's rooms to clean (kReapBatch), at random, so that
+        a million members do not make every instance clean every room at once. Three instances, --instance-ttl 3;
+        i3 holds one member in each of 700 rooms (nearly three batches) and is killed (SIGKILL). Asserts: within
+        30 s every one of the 700 rooms lists nobody on i1 (each room was cleaned, batch after batch)."""
+        i1, i2, i3 = await self.launch_n(3)
+        prefix = unique("many")
+        rooms = ["%s-%d" % (prefix, k) for k in range(700)]
+
+        def open_all():
+            return [s for r in rooms for s in open_members(i3.port, r, 1, "v")]
+        socks = await asyncio.to_thread(open_all)
+        self.addCleanup(close_members, socks)
+
+        async def listed(count):
+            left = []
+            for r in rooms:
+                status, body = await get_json(i1.port, "/rooms/%s" % r)
+                if status != 200 or body.get("count") != count:
+                    left.append(r)
+            return left
+
+        async def all_in():
+            return not await listed(1)
+        await wait_until(all_in, LONG, "each of the 700 rooms lists its member on i1", interval=0.5)
+        i3.sigkill()
+        left = []
+
+        async def all_clean():
+            nonlocal left
+            left = await listed(0)
+            return not left
+        try:
+            await wait_until(all_clean, 30.0, "every room clean on i1", interval=1.0)
+        except AssertionError:
+            self.fail("%d of 700 rooms still list the dead instance's member 30 s after the kill, e.g. %s" % (len(left), left[:3]))
+
 
 if __name__ == "__main__":
     unittest.main()
