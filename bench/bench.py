@@ -384,6 +384,17 @@ def sc_upgrades(b, cfg, R):
             R.append(kv)
         finally:
             s.down()
+    # The token check alone (the server's Verifier in a loop): what a token adds to each upgrade.
+    for alg in ("HS256", "RS256", "ES256"):
+        n = cfg["verify_n"] if alg == "HS256" else max(cfg["verify_n"] // 10, 1)  # the public-key checks cost 10x more
+        out = subprocess.run([b["verify"], "--alg", alg, "--n", str(n)], capture_output=True, text=True, timeout=300)
+        m = re.search(r"([\d.]+) us per verify", out.stdout)
+        if out.returncode == 0 and m:
+            R.append(dict(mode="verify", scenario="verify", system="roomcast", label="verify " + alg, alg=alg, us_per_verify=float(m.group(1)),
+                          load_before=load1(), command="roomcast-verify-bench --alg %s --n %d" % (alg, n)))
+            log("verify %-6s %.2f us per verify" % (alg, float(m.group(1))))
+        else:
+            log("verify %s failed: %s %s" % (alg, out.stdout.strip(), out.stderr.strip()))
 
 
 def sc_bigroom(b, cfg, R):
@@ -504,6 +515,10 @@ def tables(R, meta):
             L.append("| %s%s | %s | %s | %s | %s | %.1f%s |" % (
                 r["system"], " + JWT (HS256)" if r.get("jwt") else "", fmt(r["upgrades_per_s"]), ratio(r["upgrades_per_s"], fu.get("upgrades_per_s")),
                 fmt(r["cpu_us_per_upgrade"]), ratio(r["cpu_us_per_upgrade"], fu.get("cpu_us_per_upgrade")), r["load_before"], busy(r)))
+        ver = pick(R, scenario="verify")
+        if ver:
+            L.append("\nThe token check alone (`roomcast-verify-bench`: the server's `Verifier` in a loop, one core): " +
+                     ", ".join("%s %.2f us" % (r["alg"], r["us_per_verify"]) for r in ver) + " per token.")
     big = pick(R, scenario="bigroom")
     if big:
         L.append("\n### One big room (1 publisher, window 8)\n")
@@ -644,7 +659,7 @@ def main():
         log("rewrote docs/benchmarks.md and %d plots from %s" % (len(made), a.from_json))
         return 0
     b = {"bench": os.path.join(a.build_dir, "bench", "roomcast-bench"), "floor": os.path.join(a.build_dir, "bench", "roomcast-floor"),
-         "roomcast": os.path.join(a.build_dir, "server", "roomcast")}
+         "verify": os.path.join(a.build_dir, "bench", "roomcast-verify-bench"), "roomcast": os.path.join(a.build_dir, "server", "roomcast")}
     for k, v in b.items():
         if not os.access(v, os.X_OK):
             sys.exit("bench.py: %s missing (build first: scripts/bench.sh builds)" % v)
@@ -655,10 +670,10 @@ def main():
         want -= {"nchan"}
     cfg = dict(rates=[100, 400, 1600, 6400], peer_rates=[400, 1600], light_s=3, sat_msgs={"floor": 15000, "roomcast": 12000, "nchan": 4000,
                "socketio": 1500, "ws": 2500}, talk_members=2000, talk_rate=2000, ping=5, idle_hold=10, idle_conns=19900,
-               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, warmup=1000, big=[100, 1000, 10000], big_deliveries=2000000, redis_n=200000)
+               idle_procs={"roomcast": 2, "floor": 1}, upgrades=10000, verify_n=100000, warmup=1000, big=[100, 1000, 10000], big_deliveries=2000000, redis_n=200000)
     if a.smoke:
         cfg.update(rates=[200], peer_rates=[200], light_s=1, sat_msgs={k: 200 for k in cfg["sat_msgs"]}, talk_members=80, talk_rate=200,
-                   ping=1, idle_hold=1, idle_conns=200, idle_procs={"roomcast": 2}, upgrades=200, warmup=20, big=[200], big_deliveries=20000, redis_n=2000)
+                   ping=1, idle_hold=1, idle_conns=200, idle_procs={"roomcast": 2}, upgrades=200, verify_n=1000, warmup=20, big=[200], big_deliveries=20000, redis_n=2000)
     only = set(a.only.split(",")) if a.only else {"fanout", "talk", "idle", "upgrades", "bigroom", "redis"}
     fan_systems = [(n, 1 if n == "floor" else 2) for n in ("floor", "roomcast", "nchan", "socketio", "ws") if n in want]
     if "roomcast" in want:

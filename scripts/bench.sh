@@ -42,6 +42,6 @@ if [ $install = 1 ]; then
 fi
 if [ $build = 1 ]; then
   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build build-bench -j"$(nproc)" --target roomcast roomcast-bench roomcast-floor >/dev/null
+  cmake --build build-bench -j"$(nproc)" --target roomcast roomcast-bench roomcast-floor roomcast-verify-bench >/dev/null
 fi
 exec python3 bench/bench.py "${args[@]}"
