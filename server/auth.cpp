@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -61,6 +62,18 @@ bool valid_pattern(std::string_view p) {
     return p.empty() || protocol::valid_room_id(p);
   }
   return protocol::valid_room_id(p);
+}
+
+// True when no two members of object have one name. RFC 7515 and RFC 7519 (section 4 of each): a parser
+// must refuse a name given twice or read the last; rapidjson's FindMember finds the first, so a token with
+// {"exp":<past>,"exp":<future>} or {"alg":"HS256","\u0061lg":"none"} would mean one thing here and another
+// to every other reader of it. Refused.
+bool unique_members(const rapidjson::Value& object) {
+  std::vector<std::string_view> names;
+  names.reserve(object.MemberCount());
+  for (const auto& m : object.GetObject()) names.emplace_back(m.name.GetString(), m.name.GetStringLength());
+  std::sort(names.begin(), names.end());
+  return std::adjacent_find(names.begin(), names.end()) == names.end();
 }
 
 // True for base64url without padding (RFC 7515 section 2): A-Z a-z 0-9 - _ only, and a length that
@@ -245,7 +258,8 @@ AuthRefusal Verifier::verify(std::string_view token, int64_t now_s, AuthGrant* g
   // (rapidjson takes a NUL byte for the end of its input: JSON text has none.)
   rapidjson::Document header;
   header.Parse(header_json.data(), header_json.size());
-  if (header.HasParseError() || !header.IsObject() || header_json.find('\0') != std::string::npos) return AuthRefusal::Malformed;
+  if (header.HasParseError() || !header.IsObject() || header_json.find('\0') != std::string::npos || !unique_members(header))
+    return AuthRefusal::Malformed;
   auto alg_member = header.FindMember("alg");
   if (alg_member == header.MemberEnd() || !alg_member->value.IsString()) return AuthRefusal::Malformed;
   std::string alg_name(alg_member->value.GetString(), alg_member->value.GetStringLength());
@@ -270,8 +284,8 @@ AuthRefusal Verifier::verify(std::string_view token, int64_t now_s, AuthGrant* g
   }
 
   // 2. The signature, with the key, the algorithm being the key's own. HS256 is checked here (OpenSSL's
-  // HMAC, compared in constant time), so the claims decoded above are the signed ones; RS256 and ES256
-  // go to libjwt, and its claims replace those.
+  // HMAC, compared in constant time); RS256 and ES256 by libjwt. Either way the claims decoded above are
+  // the signed ones, and they are what is read (libjwt's copy would hide a member given twice).
   bool verified = false;
   for (const Key* k : candidates) {
     if (k->type == KeyType::Hmac) {
@@ -282,13 +296,7 @@ AuthRefusal Verifier::verify(std::string_view token, int64_t now_s, AuthGrant* g
       int r = jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(k->material.data()),
                          static_cast<int>(k->material.size()));
       JwtPtr j(raw);
-      if (r == 0 && j && jwt_get_alg(j.get()) == alg_of(k->type)) {
-        char* claims = jwt_get_grants_json(j.get(), nullptr);
-        if (!claims) return AuthRefusal::BadClaims;
-        claims_json = claims;
-        free(claims);
-        verified = true;
-      }
+      verified = r == 0 && j && jwt_get_alg(j.get()) == alg_of(k->type);
     }
     if (verified) break;
   }
@@ -301,7 +309,8 @@ AuthRefusal Verifier::verify(std::string_view token, int64_t now_s, AuthGrant* g
 AuthRefusal Verifier::check_claims(const std::string& claims_json, int64_t now_s, AuthGrant* grant) const {
   rapidjson::Document doc;
   doc.Parse(claims_json.data(), claims_json.size());
-  if (doc.HasParseError() || !doc.IsObject() || claims_json.find('\0') != std::string::npos) return AuthRefusal::BadClaims;
+  if (doc.HasParseError() || !doc.IsObject() || claims_json.find('\0') != std::string::npos || !unique_members(doc))
+    return AuthRefusal::BadClaims;
   const double now = static_cast<double>(now_s), leeway = static_cast<double>(settings_.leeway_s);
   bool has_exp, has_nbf, has_iat;
   double exp = 0, nbf = 0, iat = 0;
