@@ -99,7 +99,7 @@ while :; do
     "$(cut -d' ' -f1 /proc/loadavg)" "$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a-b}')"
   [ "$(avail_gib)" -ge "$min_free" ] || { echo "million.sh: ABORT: free memory below $min_free GiB"; exit 3; }
   [ "$held" -ge "$clients" ] && break
-  for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "million.sh: a bench process ended early:"; tail -3 "$work"/bench-*.out | tail -20; exit 3; }; done
+  for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "million.sh: a bench process ended early:"; tail -n 3 "$work"/bench-*.out "$work"/bench-*.err | tail -n 20; exit 3; }; done
 done
 t1=$(date +%s.%N)
 setup_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a-b}')

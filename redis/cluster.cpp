@@ -107,6 +107,7 @@ struct ClusterClient::Impl : RespTracker {
     std::deque<Probe> probes;                      // not yet back on sub, oldest first
     uint64_t last_cmd_reply = 0, last_sub_msg = 0;  // uv_now() of the last reply on each connection
     uint64_t probe_seq = 0, last_probe = 0;
+    bool suspect = false;                          // the last tick judged a probe timeout (judged again once)
     uint32_t slots = 0;                            // slots it owns in the current map
     uint64_t commands = 0, publishes = 0, reconnects = 0;
 
@@ -734,12 +735,19 @@ struct ClusterClient::Impl : RespTracker {
         bool overdue = p && now - p->sent_at >= deadline;
         bool cmd_silent = now - n->last_cmd_reply >= deadline;
         bool sub_silent = p && p->answered_at != 0 && now - std::max(p->answered_at, n->last_sub_msg) >= deadline;
-        if (overdue && (cmd_silent || sub_silent)) {
+        if (overdue && (cmd_silent || sub_silent) && !n->suspect) {
+          n->suspect = true;  // judged again at the next tick, after a loop turn has read (see Client::tick)
+        } else if (overdue && (cmd_silent || sub_silent)) {
           logf(1, "%s: probe %llu not back after %llu ms (%s)", n->addr.c_str(), static_cast<unsigned long long>(p->seq),
                static_cast<unsigned long long>(now - p->sent_at),
                cmd_silent ? "no reply from the node meanwhile" : "its SPUBLISH ran, but the subscription heard nothing");
+          n->suspect = false;
           drop(n, "probe timeout");
-        } else if (n->probe_confirmed && now - n->last_probe >= opt_.probe_interval_ms) {
+          continue;
+        } else {
+          n->suspect = false;
+        }
+        if (!n->suspect && n->probe_confirmed && now - n->last_probe >= opt_.probe_interval_ms) {
           std::string seq = std::to_string(++n->probe_seq);
           cmd_send(n, {"SPUBLISH", n->probe_channel, seq}, Entry::Probe);
           n->probes.push_back(Node::Probe{n->probe_seq, now});

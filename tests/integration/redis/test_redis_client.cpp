@@ -1,5 +1,7 @@
 // tests/integration/redis/test_redis_client.cpp: roomcast::redis::Client against a real redis-server.
 // Rule: every test ends with stop() and uv_loop_close() == 0; every redis-server started is killed, even on failure.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -370,6 +372,43 @@ void test_sigstop(void** state) {
   finish(l, {&a});
 }
 
+// The loop stalls, not Redis (a machine far busier than its cores): probes are in flight (Redis frozen
+// for 400 ms), then a callback in the poll phase thaws Redis and holds the loop for 1.5 s, past the 1 s
+// deadline, while Redis answers into the socket. The next loop turn runs the timers before it reads:
+// the probe is overdue and nothing was read. The client must read before it judges: no drop.
+void test_own_stall(void** state) {
+  RedisServer server;
+  assert_true(server.start());
+  Loop l;
+  Options opt;
+  opt.probe_interval_ms = 200;
+  opt.probe_deadline_ms = 1000;
+  opt.connect_timeout_ms = 1000;
+  TestClient a(l, server.url(), "stalled", opt);
+  a->start();
+  assert_true(l.run_until([&] { return a->up(); }, 10000));
+  a->subscribe("room:s");
+  assert_true(l.run_until([&] { return a->is_subscribed("room:s"); }, 10000));
+
+  server.freeze();
+  l.run_for(400);
+  uv_async_t blocker;
+  blocker.data = &server;
+  uv_async_init(&l.loop, &blocker, [](uv_async_t* h) {
+    static_cast<RedisServer*>(h->data)->thaw();
+    usleep(1500 * 1000);
+  });
+  uv_async_send(&blocker);
+  l.run_for(1500);
+  uv_close(reinterpret_cast<uv_handle_t*>(&blocker), nullptr);
+  assert_true(a->up());
+  assert_true(a.seen.states == (std::vector<bool>{true}));
+  assert_int_equal(a->stats().reconnects, 0);
+  sync(l, a, {"PUBLISH", "room:s", "after"});
+  assert_true(l.run_until([&] { return a.seen.messages.size() == 1; }, 10000));
+  finish(l, {&a});
+}
+
 // A peer reset (Redis killed with our bytes unread in its socket) shows up as POLLERR, which libuv
 // reports as a poll error: the adapter must still let hiredis see it, long before any probe deadline.
 void test_reset(void** state) {
@@ -511,6 +550,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test_teardown(test_client_names, teardown),
       cmocka_unit_test_teardown(test_restart, teardown),
       cmocka_unit_test_teardown(test_sigstop, teardown),
+      cmocka_unit_test_teardown(test_own_stall, teardown),
       cmocka_unit_test_teardown(test_reset, teardown),
       cmocka_unit_test_teardown(test_slow_subscriber, teardown),
       cmocka_unit_test_teardown(test_down_at_start, teardown),
