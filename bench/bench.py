@@ -390,7 +390,7 @@ def sc_upgrades(b, cfg, R):
         out = subprocess.run([b["verify"], "--alg", alg, "--n", str(n)], capture_output=True, text=True, timeout=300)
         m = re.search(r"([\d.]+) us per verify", out.stdout)
         if out.returncode == 0 and m:
-            R.append(dict(mode="verify", scenario="verify", system="roomcast", label="verify " + alg, alg=alg, us_per_verify=float(m.group(1)),
+            R.append(dict(mode="verify", scenario="verify", system="roomcast", label="verify " + alg, status="ok", alg=alg, us_per_verify=float(m.group(1)),
                           load_before=load1(), command="roomcast-verify-bench --alg %s --n %d" % (alg, n)))
             log("verify %-6s %.2f us per verify" % (alg, float(m.group(1))))
         else:
