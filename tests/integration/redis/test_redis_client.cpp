@@ -140,6 +140,23 @@ int teardown(void** state) {
   return 0;
 }
 
+// Probes every 200 ms with a 1 s deadline (the freeze and stall tests).
+Options probe_1s() {
+  Options opt;
+  opt.probe_interval_ms = 200;
+  opt.probe_deadline_ms = 1000;
+  opt.connect_timeout_ms = 1000;
+  return opt;
+}
+
+// Starts c and runs the loop until it is up and subscribed to channel.
+void up_and_subscribed(Loop& l, TestClient& c, const char* channel) {
+  c->start();
+  assert_true(l.run_until([&] { return c->up(); }, 10000));
+  c->subscribe(channel);
+  assert_true(l.run_until([&] { return c->is_subscribed(channel); }, 10000));
+}
+
 // ---- tests -----------------------------------------------------------------------------------
 
 void test_url(void** state) {
@@ -338,15 +355,8 @@ void test_sigstop(void** state) {
   RedisServer server;
   assert_true(server.start());
   Loop l;
-  Options opt;
-  opt.probe_interval_ms = 200;
-  opt.probe_deadline_ms = 1000;
-  opt.connect_timeout_ms = 1000;
-  TestClient a(l, server.url(), "frozen", opt);
-  a->start();
-  assert_true(l.run_until([&] { return a->up(); }, 10000));
-  a->subscribe("room:s");
-  assert_true(l.run_until([&] { return a->is_subscribed("room:s"); }, 10000));
+  TestClient a(l, server.url(), "frozen", probe_1s());
+  up_and_subscribed(l, a, "room:s");
 
   server.freeze();
   uint64_t t0 = mono_ms();
@@ -380,15 +390,8 @@ void test_own_stall(void** state) {
   RedisServer server;
   assert_true(server.start());
   Loop l;
-  Options opt;
-  opt.probe_interval_ms = 200;
-  opt.probe_deadline_ms = 1000;
-  opt.connect_timeout_ms = 1000;
-  TestClient a(l, server.url(), "stalled", opt);
-  a->start();
-  assert_true(l.run_until([&] { return a->up(); }, 10000));
-  a->subscribe("room:s");
-  assert_true(l.run_until([&] { return a->is_subscribed("room:s"); }, 10000));
+  TestClient a(l, server.url(), "stalled", probe_1s());
+  up_and_subscribed(l, a, "room:s");
 
   server.freeze();
   l.run_for(400);
