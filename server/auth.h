@@ -2,11 +2,15 @@
 // Rule: the algorithm comes from the key, never from the token; no token or key is ever logged. No libuv here.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "protocol/ids.h"
+
+struct evp_pkey_st;      // OpenSSL's EVP_PKEY
+struct evp_pkey_ctx_st;  // OpenSSL's EVP_PKEY_CTX
 
 namespace roomcast::server {
 
@@ -56,6 +60,8 @@ class Verifier {
     std::string kid;       // empty: no id (tried for any token of its algorithm without kid)
     KeyType type;
     std::string material;  // the secret, or the PEM text
+    std::shared_ptr<evp_pkey_st> pkey;         // RSA or EC: the public key, parsed once (load_pem)
+    std::shared_ptr<evp_pkey_ctx_st> verifier;  // ... and its verify operation, set up once (SHA-256)
     std::string path;      // the PEM file (reloaded on SIGHUP); empty for secrets
   };
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -647,6 +648,23 @@ void test_public_keys(void**) {
   AuthSettings s;
   s.public_keys = {"r1=" + rsa.public_path, ec.public_path};
   REQUIRE(v.configure(s).empty(), "configure");
+  KeyPair rsa2 = make_key("RSA", nullptr, "rsa2");
+  KeyPair ec2 = make_key("EC", "P-256", "ec2");
+  // An ES256 token whose raw r || s signature is changed by f (decoded, changed, encoded again).
+  auto es_sig = [&](const std::function<std::string(std::string)>& f) {
+    std::string t = signed_by(JWT_ALG_ES256, ec, "", kNow + 600);
+    size_t dot = t.rfind('.');
+    std::string b64 = t.substr(dot + 1);
+    std::replace(b64.begin(), b64.end(), '-', '+');
+    std::replace(b64.begin(), b64.end(), '_', '/');
+    while (b64.size() % 4) b64 += '=';
+    std::string raw(b64.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(&raw[0]), reinterpret_cast<const unsigned char*>(b64.data()),
+                            static_cast<int>(b64.size()));
+    REQUIRE(n >= 64, "ES256 signature");
+    raw.resize(64);
+    return t.substr(0, dot + 1) + b64url(f(raw));
+  };
   std::vector<Row> rows = {
       {"RS256 with kid", signed_by(JWT_ALG_RS256, rsa, "r1", kNow + 600), AuthRefusal::None},
       {"RS256 without kid", signed_by(JWT_ALG_RS256, rsa, "", kNow + 600), AuthRefusal::None},
@@ -663,6 +681,19 @@ void test_public_keys(void**) {
       {"ES256 header, HMAC under the EC PEM", hs(R"({"alg":"ES256"})", claims(), ec.public_pem), AuthRefusal::BadSignature},
       {"RS256, signature cut", [&] { std::string t = signed_by(JWT_ALG_RS256, rsa, "r1", kNow + 600); return t.substr(0, t.size() - 4); }(),
        AuthRefusal::BadSignature},
+      {"ES256, signature kept as it was (decoded and encoded again)", es_sig([](std::string r) { return r; }), AuthRefusal::None},
+      {"ES256, r and s swapped", es_sig([](std::string r) { return r.substr(32) + r.substr(0, 32); }), AuthRefusal::BadSignature},
+      {"ES256, signature a byte short", es_sig([](std::string r) { return r.substr(1); }), AuthRefusal::BadSignature},
+      {"ES256, signature a byte long", es_sig([](std::string r) { return r + '\0'; }), AuthRefusal::BadSignature},
+      {"ES256, s zero", es_sig([](std::string r) { return r.substr(0, 32) + std::string(32, '\0'); }), AuthRefusal::BadSignature},
+      {"ES256, last bit of s flipped", es_sig([](std::string r) { r.back() = static_cast<char>(r.back() ^ 1); return r; }), AuthRefusal::BadSignature},
+      {"ES256 by another EC key", signed_by(JWT_ALG_ES256, ec2, "", kNow + 600), AuthRefusal::BadSignature},
+      {"RS256 by another RSA key", signed_by(JWT_ALG_RS256, rsa2, "r1", kNow + 600), AuthRefusal::BadSignature},
+      {"ES256, payload changed", [&] {
+         std::string t = signed_by(JWT_ALG_ES256, ec, "", kNow + 600);
+         size_t a = t.find('.'), b = t.rfind('.');
+         return t.substr(0, a + 1) + b64url(claims(R"("name":"Mallory")")) + t.substr(b);
+       }(), AuthRefusal::BadSignature},
       {"RS256 signed here", rs256(R"({"alg":"RS256","kid":"r1"})", claims(), rsa), AuthRefusal::None},
       {"RS256, sub twice", rs256(R"({"alg":"RS256","kid":"r1"})", claims(R"("sub":"bob")"), rsa), AuthRefusal::BadClaims},
       {"RS256, exp twice", rs256(R"({"alg":"RS256","kid":"r1"})", claims("\"exp\":" + std::to_string(kNow - 3600)), rsa), AuthRefusal::BadClaims},
