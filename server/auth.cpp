@@ -151,9 +151,8 @@ bool pkey_matches(std::string_view input, std::string_view sig_b64, const Verifi
   // OpenSSL's providers every time, 10x the verification itself.
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  bool ok = EVP_PKEY_verify(k.verifier.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(), digest,
-                            sizeof(digest)) == 1;
-  return ok;
+  return EVP_PKEY_verify(k.verifier.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(), digest,
+                         sizeof(digest)) == 1;
 }
 
 bool read_file(const std::string& path, std::string* out) {
@@ -245,8 +244,8 @@ std::string Verifier::load_pem(Key* k) {
     EVP_PKEY_free(pkey);
     return err;
   }
-  k->pkey.reset(pkey, EVP_PKEY_free);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pkey, nullptr);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pkey, nullptr);  // holds its own reference to the key
+  EVP_PKEY_free(pkey);
   bool ok = ctx && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
             (k->type != KeyType::Rsa || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1);
   if (!ok) {

@@ -9,7 +9,6 @@
 
 #include "protocol/ids.h"
 
-struct evp_pkey_st;      // OpenSSL's EVP_PKEY
 struct evp_pkey_ctx_st;  // OpenSSL's EVP_PKEY_CTX
 
 namespace roomcast::server {
@@ -60,8 +59,7 @@ class Verifier {
     std::string kid;       // empty: no id (tried for any token of its algorithm without kid)
     KeyType type;
     std::string material;  // the secret, or the PEM text
-    std::shared_ptr<evp_pkey_st> pkey;         // RSA or EC: the public key, parsed once (load_pem)
-    std::shared_ptr<evp_pkey_ctx_st> verifier;  // ... and its verify operation, set up once (SHA-256)
+    std::shared_ptr<evp_pkey_ctx_st> verifier;  // RSA or EC: the key, parsed once (load_pem), set up to verify SHA-256
     std::string path;      // the PEM file (reloaded on SIGHUP); empty for secrets
   };
 
