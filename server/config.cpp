@@ -424,12 +424,7 @@ std::vector<std::string> shown_values(const Setting& s, Config& c) {
 
 // Checks what only the parts that use a setting can check (the JWT keys: secrets' length, key files).
 void deep_check(const Config& c, std::vector<std::string>* errors) {
-  AuthSettings auth;
-  auth.secrets = c.jwt_secrets;
-  auth.public_keys = c.jwt_public_keys;
-  auth.audience = c.jwt_audience;
-  auth.issuer = c.jwt_issuer;
-  auth.leeway_s = c.jwt_leeway;
+  AuthSettings auth = auth_settings(c);
   Verifier verifier;
   std::string err = verifier.configure(auth);
   if (!err.empty()) errors->push_back("authentication: " + err);
@@ -490,6 +485,16 @@ const char* kDescription =
     "API (Authorization: Bearer) need a valid JWT; identity and allowed rooms come from it.\n";
 
 }  // namespace
+
+AuthSettings auth_settings(const Config& c) {
+  AuthSettings auth;
+  auth.secrets = c.jwt_secrets;
+  auth.public_keys = c.jwt_public_keys;
+  auth.audience = c.jwt_audience;
+  auth.issuer = c.jwt_issuer;
+  auth.leeway_s = c.jwt_leeway;
+  return auth;
+}
 
 std::string config_help() {
   std::string h =

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "protocol/client_addr.h"
+#include "server/auth.h"
 
 namespace roomcast::server {
 
@@ -52,6 +53,9 @@ struct Config {
 // or -1 after printing every error found (exit 2). notes, when given, gets warnings to log once logging is set
 // up (an environment variable that is no longer read, ...).
 int parse_config(int argc, char** argv, Config* out, std::vector<std::string>* notes = nullptr);
+
+// The token settings of c (--jwt-*), for a Verifier.
+AuthSettings auth_settings(const Config& c);
 
 // The --help text.
 std::string config_help();

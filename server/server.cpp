@@ -118,13 +118,7 @@ int Server::start() {
   uv_check_start(&flush_check_, [](uv_check_t* h) { static_cast<Server*>(h->data)->flush_dirty(); });
 
   if (!broker_) return UV_EINVAL;  // make_redis_broker logged why
-  AuthSettings auth;
-  auth.secrets = config_.jwt_secrets;
-  auth.public_keys = config_.jwt_public_keys;
-  auth.audience = config_.jwt_audience;
-  auth.issuer = config_.jwt_issuer;
-  auth.leeway_s = config_.jwt_leeway;
-  std::string auth_error = auth_.configure(auth);
+  std::string auth_error = auth_.configure(auth_settings(config_));
   if (!auth_error.empty()) {
     LOG_ERROR("authentication: %s", auth_error.c_str());
     return UV_EINVAL;
